@@ -1,0 +1,207 @@
+"""Read INI conf files into a :class:`Conf` with typed ``get`` methods.
+
+Simple use::
+
+    from brim.conf import read_conf
+    conf = read_conf(['/etc/myco/myapp.conf', '~/.myapp.conf'])
+    if not conf.files:
+        raise SystemExit('No configuration found.')
+    port = conf.get_int('server', 'port', 1234)
+
+A value that cannot be converted calls :meth:`Conf.error`, which by default
+exits with one line naming the section, option and value; replace it (per
+instance) to raise instead::
+
+    def error(section, option, value, conversion_type, err):
+        raise ValueError('[%s] %s: %r is not %s' % (section, option, value, conversion_type))
+    conf.error = error
+
+If a file read has ``[brim] additional_confs = a "b c.conf" ~/d.conf`` (shell
+quoting, ``~`` expanded), those files are read too, after it, so their values
+win.
+
+Invariants: values are stored as the ``str`` found in the file (no
+interpolation: ``%`` is literal); a ``get_*`` method never raises for a
+missing section or option, it returns the default.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shlex
+import sys
+from collections.abc import Iterable
+from typing import Any, Callable, Optional, TypeVar, Union
+
+#: Lower-case strings that :meth:`Conf.get_bool` reads as True.
+TRUE_VALUES = ['1', 'on', 't', 'true', 'y', 'yes']
+#: Lower-case strings that :meth:`Conf.get_bool` reads as False.
+FALSE_VALUES = ['0', 'f', 'false', 'n', 'no', 'off']
+
+Sections = Union[str, Iterable[str]]
+T = TypeVar('T')
+
+
+def _one_line(text: str) -> str:
+    return ' '.join(str(text).split())
+
+
+def section_label(section: Sections) -> str:
+    """Return ``section`` as shown in messages: ``'a'`` or ``'a|b'`` for several."""
+    if isinstance(section, str):
+        return section
+    return '|'.join(section)
+
+
+class Conf:
+    """Wraps ``{section: {option: value}}`` with typed ``get`` methods.
+
+    Args:
+        store: The conf as a dict of section name to a dict of option name to
+            ``str`` value. Kept, not copied, as :attr:`store`.
+        files: The names of the files the conf was read from, kept as
+            :attr:`files` (``[]`` when not given).
+    """
+
+    def __init__(self, store: dict[str, dict[str, str]], files: Optional[list[str]] = None) -> None:
+        #: dict: section name -> {option name: str value}.
+        self.store = store
+        #: list[str]: the conf files read, in the order read.
+        self.files = files if files is not None else []
+
+    def __repr__(self) -> str:
+        return 'Conf(%r, files=%r)' % (self.store, self.files)
+
+    def error(self, section: Sections, option: str, value: Any, conversion_type: str, err: Optional[BaseException]) -> Any:
+        """Handle a value that cannot be converted; by default exit.
+
+        Called by the ``get_*`` methods. The default calls :func:`sys.exit`
+        with ``Configuration value [section] option of 'value' cannot be
+        converted to TYPE.`` (one line, exit status 1). Assign another
+        callable with the same arguments to ``conf.error`` to raise instead;
+        whatever it returns is returned by the ``get_*`` call.
+
+        Args:
+            section: The section name, or the iterable of them that was given.
+            option: The option name.
+            value: The raw value found.
+            conversion_type: ``'boolean'``, ``'int'`` or ``'float'``.
+            err: The exception the conversion raised, if any.
+
+        Raises:
+            SystemExit: by default.
+        """
+        sys.exit('Configuration value [%s] %s of %r cannot be converted to %s.' % (
+            section_label(section), option, value, conversion_type))
+
+    def get(self, section: Sections, option: str, default: Any = None) -> Any:
+        """Return the ``str`` value of ``[section] option``, or ``default``.
+
+        ``section`` may be an iterable of section names: the first that has
+        the option wins (e.g. ``('wsgi', 'brim')`` for a subserver value
+        with a ``[brim]`` fallback).
+        """
+        sections = (section,) if isinstance(section, str) else section
+        for name in sections:
+            values = self.store.get(name)
+            if values is not None and option in values:
+                return values[option]
+        return default
+
+    def _convert(self, section: Sections, option: str, default: Any, conversion_type: str, convert: Callable[[str], T]) -> Any:
+        value = self.get(section, option)
+        if value is None:
+            return default
+        try:
+            return convert(value)
+        except ValueError as err:
+            return self.error(section, option, value, conversion_type, err)
+
+    def get_bool(self, section: Sections, option: str, default: Any = None) -> Any:
+        """Return ``[section] option`` as a bool (see TRUE_VALUES, FALSE_VALUES)."""
+        def convert(value: str) -> bool:
+            lowered = value.strip().lower()
+            if lowered in TRUE_VALUES:
+                return True
+            if lowered in FALSE_VALUES:
+                return False
+            raise ValueError('%r is not a boolean' % value)
+        return self._convert(section, option, default, 'boolean', convert)
+
+    def get_int(self, section: Sections, option: str, default: Any = None) -> Any:
+        """Return ``[section] option`` as an int."""
+        return self._convert(section, option, default, 'int', int)
+
+    def get_float(self, section: Sections, option: str, default: Any = None) -> Any:
+        """Return ``[section] option`` as a float."""
+        return self._convert(section, option, default, 'float', float)
+
+    def get_path(self, section: Sections, option: str, default: Any = None) -> Any:
+        """Return ``[section] option`` with ``~`` and ``~user`` expanded."""
+        value = self.get(section, option, default)
+        if value is None:
+            return None
+        return os.path.expanduser(value)
+
+
+def _parse_files(conf_files: Iterable[str]) -> tuple[configparser.ConfigParser, list[str]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    files: list[str] = []
+    pending = [os.path.expanduser(name) for name in conf_files]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            with open(name, encoding='utf-8') as fp:
+                text = fp.read()
+        except (OSError, UnicodeDecodeError):
+            # Unreadable files are skipped, as if absent (Conf.files says
+            # which were read).
+            continue
+        parser.read_string(text, source=name)
+        files.append(name)
+        extra = parser.get('brim', 'additional_confs', fallback='')
+        if extra:
+            for more in shlex.split(extra):
+                more = os.path.expanduser(more)
+                if not os.path.isabs(more):
+                    more = os.path.join(os.path.dirname(os.path.abspath(name)), more)
+                if more not in seen:
+                    pending.append(more)
+    return parser, files
+
+
+def read_conf(conf_files: Union[str, Iterable[str]], exit_on_read_exception: bool = True) -> Conf:
+    """Read INI files into a new :class:`Conf`.
+
+    Files that don't exist or can't be read are skipped; ``Conf.files``
+    lists those read. ``[brim] additional_confs`` names further files to read
+    (relative names are relative to the file naming them).
+
+    Args:
+        conf_files: A file name or an iterable of them, read in order; later
+            values win.
+        exit_on_read_exception: On a syntax error, exit with one line naming
+            the file (default), or raise it when False.
+
+    Returns:
+        A new :class:`Conf`.
+
+    Raises:
+        configparser.Error: on a syntax error, when exit_on_read_exception is False.
+        SystemExit: on a syntax error, by default.
+    """
+    if isinstance(conf_files, str):
+        conf_files = [conf_files]
+    try:
+        parser, files = _parse_files(conf_files)
+    except configparser.Error as err:
+        if not exit_on_read_exception:
+            raise
+        sys.exit('Could not read conf: %s' % _one_line(str(err)))
+    store = {section: dict(parser.items(section)) for section in parser.sections()}
+    return Conf(store, files)

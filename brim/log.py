@@ -1,0 +1,198 @@
+"""Logging for brimd: syslog with NOTICE, fallbacks, and the access-log line.
+
+Loggers are stdlib ``logging.Logger`` objects named ``brim.<route>`` (route:
+``main``, a subserver section name, a daemon name), configured here and
+nowhere else. ``NOTICE`` (25) is registered with :func:`logging.addLevelName`
+and sent to syslog as ``notice``; brimd logs one access line per request at
+NOTICE so operators can filter access logs on it.
+
+Where lines go: ``log_file`` set → that file (``-`` → stderr); else syslog
+through ``/dev/log`` (``/var/run/syslog`` on macOS); with no such socket,
+stderr in the foreground and ``~/.brimd.log`` (``/var/log/brimd.log`` as
+root) when daemonized. Nothing is dropped silently.
+
+Invariant: formatting the access line (:func:`access_line`) is a pure
+function; nothing here touches sockets except the syslog handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from logging.handlers import SysLogHandler
+from types import TracebackType
+from typing import Iterable, Optional
+
+#: Between INFO and WARNING; the access log of every request (RFC 5424 notice).
+NOTICE = 25
+logging.addLevelName(NOTICE, 'NOTICE')
+
+SYSLOG_SOCKETS = ('/dev/log', '/var/run/syslog')
+
+
+class _SysLogHandler(SysLogHandler):
+    """SysLogHandler that maps NOTICE to syslog's notice priority."""
+
+    priority_map = dict(SysLogHandler.priority_map, NOTICE='notice')
+
+
+def fallback_log_path() -> str:
+    """Where a daemonized brimd writes its log when there is no syslog socket."""
+    if os.geteuid() == 0 and os.access('/var/log', os.W_OK):
+        return '/var/log/brimd.log'
+    return os.path.expanduser('~/.brimd.log')
+
+
+def syslog_socket() -> Optional[str]:
+    """The first syslog socket present, or None."""
+    for path in SYSLOG_SOCKETS:
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def make_handler(name: str, facility: str, log_file: str, console: bool) -> logging.Handler:
+    """Create the one handler of a brimd logger.
+
+    Args:
+        name: The syslog tag (``log_name``).
+        facility: A syslog facility name such as ``'LOCAL0'``.
+        log_file: ``''`` for syslog, ``'-'`` for stderr, or a file path.
+        console: True in the foreground: fall back to stderr, not a file.
+
+    Raises:
+        OSError: if a log file cannot be opened.
+    """
+    stamp = '%(asctime)s ' + name + '[%(process)d] %(levelname)s %(message)s'
+    path = log_file
+    if not path:
+        sock = syslog_socket()
+        if sock:
+            handler: logging.Handler = _SysLogHandler(sock, SysLogHandler.facility_names[facility.lower()])
+            handler.setFormatter(logging.Formatter(name + '[%(process)d]: %(message)s'))
+            return handler
+        path = '-' if console else fallback_log_path()
+    if path == '-':
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        # Append mode: every process writes whole lines with O_APPEND.
+        handler = logging.FileHandler(path, encoding='utf-8')
+    formatter = logging.Formatter(stamp, '%Y-%m-%dT%H:%M:%S')
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    return handler
+
+
+def get_logger(route: str, name: str = 'brim', level: str = 'INFO', facility: str = 'LOCAL0',
+               console: bool = False, log_file: str = '') -> logging.Logger:
+    """Return the logger ``brim.<route>``, (re)configured.
+
+    Args:
+        route: What the lines are about (``'main'``, ``'wsgi'``, a daemon
+            name); prefixed to every message.
+        name: The syslog tag (``log_name``).
+        level: CRITICAL ERROR WARNING NOTICE INFO DEBUG.
+        facility: Syslog facility (``LOCAL0``...).
+        console: True in the foreground (fallback to stderr).
+        log_file: See :func:`make_handler`.
+
+    Raises:
+        OSError: if a log file cannot be opened.
+    """
+    logger = logging.getLogger('brim.' + route)
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
+    handler = make_handler(name, facility, log_file, console)
+    handler.addFilter(_RouteFilter(route))
+    logger.addHandler(handler)
+    logger.setLevel(logging.getLevelName(level))
+    logger.propagate = False
+    return logger
+
+
+class _RouteFilter(logging.Filter):
+    def __init__(self, route: str) -> None:
+        super().__init__()
+        self.route = route
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # One line per record: syslog splits or drops at newlines.
+        message = record.getMessage()
+        if record.exc_info:
+            message += ' ' + sysloggable_excinfo(*record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg = '%s %s' % (self.route, message.replace('\n', '#012'))
+        record.args = ()
+        return True
+
+
+def sysloggable_excinfo(exctype: Optional[type], value: Optional[BaseException],
+                        tb: Optional[TracebackType]) -> str:
+    """Return exception info as one line for syslog.
+
+    The type and message come first (in case the line is truncated), then
+    the frames innermost first as ``file:line func``.
+
+    Args:
+        exctype, value, tb: As returned by :func:`sys.exc_info`.
+    """
+    name = getattr(exctype, '__name__', str(exctype))
+    text = ' '.join(str(value).split()) if value is not None else ''
+    frames = traceback.extract_tb(tb) if tb is not None else []
+    where = ' < '.join('%s:%s %s' % (os.path.basename(f.filename), f.lineno, f.name) for f in reversed(frames))
+    line = '%s: %s' % (name, text) if text else name
+    return line + (' [%s]' % where if where else '')
+
+
+# ---- access log -------------------------------------------------------------
+
+def _quote_table() -> list[str]:
+    table = []
+    for byte in range(256):
+        char = chr(byte)
+        table.append(char if 0x21 <= byte <= 0x7e and char != '%' else '%%%02X' % byte)
+    return table
+
+
+_QUOTE = _quote_table()
+_SAFE = frozenset(chr(b) for b in range(0x21, 0x7f)) - {'%'}
+
+
+def quote_log_field(value: object) -> str:
+    """Make one access-log field: bytes below ``!`` or above ``~``, and ``%``,
+    percent-encoded; ``-`` for empty or None.
+
+    ``str`` values are encoded as Latin-1 where they can be (WSGI environ
+    strings are bytes decoded as Latin-1, PEP 3333), else UTF-8.
+    """
+    if value is None:
+        return '-'
+    if not isinstance(value, (str, bytes)):
+        value = str(value)
+    if not value:
+        return '-'
+    if isinstance(value, str):
+        if _SAFE.issuperset(value):
+            return value
+        try:
+            data = value.encode('latin-1')
+        except UnicodeEncodeError:
+            data = value.encode('utf-8')
+    else:
+        data = value
+    return ''.join([_QUOTE[b] for b in data])
+
+
+def access_line(fields: Iterable[object]) -> str:
+    """Join access-log fields (SPEC §6 order) into one space-separated line."""
+    return ' '.join([quote_log_field(f) for f in fields])
+
+
+def utc_stamp(when: float) -> str:
+    """``%Y%m%dT%H%M%SZ`` of a Unix time, as the access log writes it."""
+    return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(when))

@@ -1,0 +1,626 @@
+"""Every brimd conf option, declared once; resolution and the conf sample.
+
+Each :class:`Option` names the section kinds it is valid in, its converter,
+default, units and help. From this one table come: the ``[brim]``-then-
+section fallback (:func:`resolve`), conversion errors that name section,
+option and value, the "unknown option (a typo?)" warnings of ``brimd check``,
+and ``brimd.conf-sample`` itself (:func:`render_sample`; a test fails when
+the shipped file and this table disagree).
+
+Section kinds: ``brim`` (global), ``wsgi``, ``tcp``, ``udp`` (one subserver
+per section named the kind, the kind plus digits, or the kind plus ``#`` and a
+name), ``daemons`` (exactly that name), and app sections named by ``apps =``
+or ``daemons =``. An option valid in a subserver kind may also be set in
+``[brim]`` as the default for every subserver that accepts it.
+
+Apps may declare their own options the same way (a class attribute
+``OPTIONS``) and parse them with :func:`parse_section`; ``brimd check`` then
+checks their sections for typos too.
+
+Invariant: nothing here imports Eventlet or any app module except brim's own
+sample apps in :func:`render_sample`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import grp
+import os
+import pwd
+import re
+import socket
+from dataclasses import dataclass, field
+from logging.handlers import SysLogHandler
+from typing import Any, Callable, Iterable, Optional
+
+from brim.conf import Conf
+from brim.errors import ConfError
+
+GLOBAL = 'brim'
+WSGI, TCP, UDP, DAEMONS = 'wsgi', 'tcp', 'udp', 'daemons'
+SUBSERVER_KINDS = (WSGI, TCP, UDP, DAEMONS)
+IP_KINDS = frozenset((WSGI, TCP, UDP))
+ALL_SUBSERVERS = frozenset(SUBSERVER_KINDS)
+
+#: NOTICE sits between INFO and WARNING, as syslog's notice (RFC 5424 §6.2.1).
+LOG_LEVELS = ('CRITICAL', 'ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG')
+
+
+# Converters: each takes the raw str and returns the typed value or raises
+# ValueError whose text says what was expected.
+
+def to_str(value: str) -> str:
+    return value.strip()
+
+
+def to_int(value: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ValueError('not an integer') from None
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def convert(value: str) -> int:
+        number = to_int(value)
+        if number < low:
+            raise ValueError('must be %d or more' % low)
+        return number
+    convert.__name__ = 'int_at_least_%d' % low
+    return convert
+
+
+to_positive_int = _int_at_least(1)
+to_nonnegative_int = _int_at_least(0)
+
+
+def to_port(value: str) -> int:
+    number = to_int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError('not a port number (0-65535)')
+    return number
+
+
+def to_seconds(value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ValueError('not a number of seconds') from None
+    if number < 0 or number != number:
+        raise ValueError('must be 0 seconds or more')
+    return number
+
+
+def to_bool(value: str) -> bool:
+    from brim.conf import FALSE_VALUES, TRUE_VALUES
+    lowered = value.strip().lower()
+    if lowered in TRUE_VALUES:
+        return True
+    if lowered in FALSE_VALUES:
+        return False
+    raise ValueError('not a boolean (yes/no, true/false, on/off, 1/0)')
+
+
+def to_umask(value: str) -> int:
+    try:
+        mask = int(value.strip(), 8)
+    except ValueError:
+        raise ValueError('not an octal umask such as 0022') from None
+    if not 0 <= mask <= 0o777:
+        raise ValueError('not an octal umask such as 0022')
+    return mask
+
+
+def to_path(value: str) -> str:
+    """Expand ``~`` and make absolute (brimd changes directory to ``/``)."""
+    value = value.strip()
+    return os.path.abspath(os.path.expanduser(value)) if value else ''
+
+
+def to_optional_path(value: str) -> str:
+    """Like :func:`to_path`, but ``-`` (stderr) is kept as it is."""
+    value = value.strip()
+    return value if value in ('', '-') else to_path(value)
+
+
+def to_words(value: str) -> list[str]:
+    return value.split()
+
+
+def to_status_codes(value: str) -> list[int]:
+    codes = []
+    for word in value.split():
+        if not (word.isdigit() and 100 <= int(word) <= 599):
+            raise ValueError('%r is not an HTTP status code (100-599)' % word)
+        codes.append(int(word))
+    return codes
+
+
+def to_log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError('not one of %s' % ' '.join(LOG_LEVELS))
+    return level
+
+
+def to_log_facility(value: str) -> str:
+    facility = value.strip().upper()
+    if facility.startswith('LOG_'):
+        facility = facility[4:]
+    if facility.lower() not in SysLogHandler.facility_names:
+        raise ValueError('not a syslog facility (LOCAL0..LOCAL7, USER, DAEMON, ...)')
+    return facility
+
+
+_DOTTED = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$')
+
+
+def to_dotted(value: str) -> str:
+    """A ``package.module.name`` to import later (in a worker, not here)."""
+    value = value.strip()
+    if not _DOTTED.match(value):
+        raise ValueError('not a dotted name such as package.module.Name')
+    return value
+
+
+def to_ip(value: str) -> str:
+    """``*`` (every address), an IPv4 or IPv6 address, or a host name."""
+    value = value.strip()
+    if value.startswith('[') and value.endswith(']'):
+        value = value[1:-1]
+    if value in ('*', ''):
+        return '*'
+    try:
+        socket.getaddrinfo(value, None, 0, 0, 0, socket.AI_NUMERICHOST)
+        return value
+    except socket.gaierror:
+        pass
+    try:
+        socket.getaddrinfo(value, None)
+    except socket.gaierror:
+        raise ValueError('not an address or resolvable host name') from None
+    return value
+
+
+def to_user(value: str) -> str:
+    value = value.strip()
+    try:
+        pwd.getpwnam(value)
+    except KeyError:
+        raise ValueError('no such user') from None
+    return value
+
+
+def to_group(value: str) -> str:
+    value = value.strip()
+    try:
+        grp.getgrnam(value)
+    except KeyError:
+        raise ValueError('no such group') from None
+    return value
+
+
+def to_hub(value: str) -> str:
+    value = value.strip()
+    if value in ('', 'default'):
+        return ''
+    if not re.match(r'^[A-Za-z_][A-Za-z0-9_.]*$', value):
+        raise ValueError('not an Eventlet hub name (epolls, poll, selects, kqueue)')
+    return value
+
+
+def default_pid_file() -> str:
+    """``/var/run/brimd.pid`` when that directory is writable, else ``~/.brimd.pid``."""
+    if os.access('/var/run', os.W_OK):
+        return '/var/run/brimd.pid'
+    return os.path.expanduser('~/.brimd.pid')
+
+
+@dataclass(frozen=True)
+class Option:
+    """One conf option.
+
+    Attributes:
+        name: The option name as written in the conf.
+        kinds: Section kinds it is valid in (``'brim'``, ``'wsgi'``, ...);
+            ``[brim]`` also accepts every subserver option as a default.
+        convert: Turns the raw ``str`` into the typed value or raises
+            ValueError saying what was expected.
+        default: The typed default, or a callable returning it (computed
+            where brimd runs), or None for unset.
+        help: One or more sentences for ``brimd.conf-sample``.
+        shown_default: The default as written in the sample.
+        units: ``'seconds'``, ``'bytes'``, ... shown in the sample.
+        section_only: True for options that identify a section (``apps``,
+            ``call``, ``daemons``): not valid as ``[brim]`` defaults.
+    """
+
+    name: str
+    kinds: frozenset[str]
+    convert: Callable[[str], Any]
+    default: Any
+    help: str
+    shown_default: str = ''
+    units: str = ''
+    section_only: bool = False
+
+    def default_value(self) -> Any:
+        return self.default() if callable(self.default) else self.default
+
+    def parse(self, section: str, raw: str) -> Any:
+        """Convert ``raw`` found in ``[section]``.
+
+        Raises:
+            ConfError: naming section, option and value.
+        """
+        try:
+            return self.convert(raw)
+        except ValueError as err:
+            raise ConfError(section, self.name, raw, str(err)) from None
+
+
+def _o(name: str, kinds: Iterable[str], convert: Callable[[str], Any], default: Any,
+       help: str, shown: Optional[str] = None, units: str = '', section_only: bool = False) -> Option:
+    if shown is None:
+        shown = '' if default is None else (' '.join(map(str, default)) if isinstance(default, (list, tuple)) else str(default))
+    return Option(name, frozenset(kinds), convert, default, help, shown, units, section_only)
+
+
+def app_option(name: str, convert: Callable[[str], Any], default: Any, help: str,
+               units: str = '', shown: Optional[str] = None) -> Option:
+    """Declare an option of an app class (for its ``OPTIONS`` tuple).
+
+    Args:
+        name: The option name in the app's section.
+        convert: A converter such as :func:`to_int` or :func:`to_str`.
+        default: The typed default.
+        help: What it does, for ``brimd.conf-sample`` and ``brimd check``.
+        units: ``'seconds'``, ``'bytes'``... shown in the sample.
+        shown: The default as written in the sample (default ``str(default)``).
+    """
+    return _o(name, (), convert, default, help, shown, units)
+
+
+
+_G = (GLOBAL,)
+_IP = tuple(IP_KINDS)
+_STREAM = (WSGI, TCP)
+_ALL = tuple(ALL_SUBSERVERS)
+
+#: Every option brimd itself reads, in the order the sample documents them.
+OPTIONS: tuple[Option, ...] = (
+    _o('additional_confs', _G, to_str, '',
+       'More conf files to read after this one (shell-style quoting, ~ expanded); '
+       'their values win.', shown=''),
+    _o('user', _G, to_user, None,
+       'The user to run as once the ports are bound (needs root to change). '
+       'Privileges are dropped only when user or group is set.', shown='the current user'),
+    _o('group', _G, to_group, None,
+       "The group to run as; default the user's primary group.", shown="the user's group"),
+    _o('umask', _G, to_umask, 0o022, 'The umask (octal) of every brimd process.', shown='0022'),
+    _o('pid_file', _G, to_optional_path, default_pid_file,
+       'Where start writes the main process id and where stop, status etc. look for it; '
+       '- for none.', shown='/var/run/brimd.pid if writable, else ~/.brimd.pid'),
+    _o('log_name', _G + _ALL, to_str, 'brim', 'The name (syslog tag) log lines carry.'),
+    _o('log_level', _G + _ALL, to_log_level, 'INFO',
+       'The least severe level logged: CRITICAL ERROR WARNING NOTICE INFO DEBUG. '
+       'The access log of every request is at NOTICE.'),
+    _o('log_facility', _G + _ALL, to_log_facility, 'LOCAL0',
+       'The syslog facility: LOCAL0 to LOCAL7, USER, DAEMON, ...'),
+    _o('log_file', _G, to_optional_path, '',
+       'Write log lines to this file instead of syslog (- for stderr). Unset: syslog '
+       'through /dev/log; where there is no /dev/log, lines go to stderr in the '
+       'foreground and to ~/.brimd.log (/var/log/brimd.log as root) when daemonized.',
+       shown='syslog'),
+    _o('json_dumps', _G + _ALL, to_dotted, 'json.dumps',
+       'The json.dumps compatible function apps get as env["brim.json_dumps"].'),
+    _o('json_loads', _G + _ALL, to_dotted, 'json.loads',
+       'The json.loads compatible function apps get as env["brim.json_loads"].'),
+    _o('ip', _IP, to_ip, '*',
+       'The address to listen on: * for every address (IPv6 and IPv4 where the '
+       'machine has both), an IPv4 or IPv6 address, or a host name.'),
+    _o('port', _IP, to_port, 80, 'The port to listen on.'),
+    _o('workers', _IP, to_positive_int, 1,
+       'The number of pre-forked worker processes, each serving on the shared socket.'),
+    _o('certfile', _STREAM, to_path, '',
+       'PEM certificate (chain) file: when set with keyfile, connections use TLS.', shown='unset'),
+    _o('keyfile', _STREAM, to_path, '', 'PEM private key file for certfile.', shown='unset'),
+    _o('client_timeout', _STREAM, to_seconds, 60.0,
+       'Seconds a client may take to send a request or accept data before it is '
+       'disconnected.', shown='60', units='seconds'),
+    _o('concurrent_per_worker', _IP, to_positive_int, 1024,
+       'The most requests, connections or datagrams one worker handles at once.'),
+    _o('backlog', _STREAM, to_positive_int, 4096,
+       'The listen backlog: connections the kernel queues before they are accepted.'),
+    _o('listen_retry', _IP, to_seconds, 30.0,
+       'Seconds to keep retrying to bind a port in use before giving up.',
+       shown='30', units='seconds'),
+    _o('eventlet_hub', _G + _ALL, to_hub, '',
+       "The Eventlet hub (epolls, poll, selects, kqueue); default Eventlet's own choice.",
+       shown="Eventlet's default"),
+    _o('apps', (WSGI,), to_words, [],
+       'The WSGI pipeline: app section names, first to last. Each section has a call = '
+       'naming a class; the last passes unmatched requests to brimd\'s 404.', shown='',
+       section_only=True),
+    _o('log_headers', (WSGI,), to_bool, False,
+       'Append the request headers to each access-log line.', shown='no'),
+    _o('log_auth_token', (WSGI,), to_bool, False,
+       'Put the X-Auth-Token request header in each access-log line (it is a credential, '
+       'so off by default).', shown='no'),
+    _o('count_status_codes', (WSGI,), to_status_codes, [404, 408, 499, 501],
+       'Status codes counted on their own as status_<code>_count stats.'),
+    _o('wsgi_input_iter_chunk_size', (WSGI,), to_positive_int, 4096,
+       'Bytes read at a time when an app iterates over wsgi.input.', units='bytes'),
+    _o('wsgi_output_iter_chunk_size', (WSGI,), to_positive_int, 4096,
+       'Response body bytes gathered before each write to the client (small chunks are '
+       'joined up to this size).', units='bytes'),
+    _o('call', (TCP, UDP), to_dotted, None,
+       'The handler class, package.module.Class, called for each connection (TCP) or '
+       'datagram (UDP).', shown='required', section_only=True),
+    _o('max_datagram_size', (UDP,), to_positive_int, 65536,
+       'The largest datagram read; longer ones are truncated.', units='bytes'),
+    _o('daemons', (DAEMONS,), to_words, [],
+       'Names of daemon sections to run, each with a call = naming its class.', shown='',
+       section_only=True),
+)
+
+BY_NAME = {option.name: option for option in OPTIONS}
+#: ``call`` in an app section (one named by apps = or daemons =).
+APP_CALL = Option('call', frozenset(), to_dotted, None, 'The app class, package.module.Class.')
+
+
+def kind_of(section: str) -> Optional[str]:
+    """Return the subserver kind of a section name, or None.
+
+    ``wsgi``, ``wsgi2``, ``wsgi#admin`` are WSGI; likewise ``tcp``, ``udp``;
+    ``daemons`` only as itself.
+
+    >>> kind_of('wsgi#admin'), kind_of('tcp12'), kind_of('daemons'), kind_of('echo')
+    ('wsgi', 'tcp', 'daemons', None)
+    """
+    if section == DAEMONS:
+        return DAEMONS
+    for kind in (WSGI, TCP, UDP):
+        if section == kind:
+            return kind
+        rest = section[len(kind):] if section.startswith(kind) else None
+        if rest and (rest.isdigit() or (rest.startswith('#') and len(rest) > 1)):
+            return kind
+    return None
+
+
+def options_for(kind: str) -> list[Option]:
+    """The options valid in a section of ``kind``.
+
+    ``[brim]`` gets its own and every subserver option but the
+    ``section_only`` ones.
+    """
+    if kind == GLOBAL:
+        return [o for o in OPTIONS if GLOBAL in o.kinds or not o.section_only]
+    return [o for o in OPTIONS if kind in o.kinds]
+
+
+def lookup(conf: Conf, section: str, option: Option) -> Any:
+    """Return the typed value of ``option`` for ``section``.
+
+    The section's own value wins, then ``[brim]``'s, then the default.
+
+    Raises:
+        ConfError: naming the section the bad value was found in.
+    """
+    chain = (section,) if section == GLOBAL or option.section_only else (section, GLOBAL)
+    for where in chain:
+        raw = conf.get(where, option.name)
+        if raw is not None:
+            return option.parse(where, raw)
+    return option.default_value()
+
+
+def parse_section(name: str, conf: Conf, options: Iterable[Option]) -> dict[str, Any]:
+    """Parse an app section's declared options into ``{option: value}``.
+
+    For an app's ``parse_conf``: only ``[name]`` itself is read (no
+    ``[brim]`` fallback), missing options get their defaults.
+
+    Raises:
+        ConfError: for a value its converter refuses.
+    """
+    parsed = {}
+    for option in options:
+        raw = conf.get(name, option.name)
+        parsed[option.name] = option.default_value() if raw is None else option.parse(name, raw)
+    return parsed
+
+
+def unknown_options(conf: Conf, section: str, known: Iterable[str]) -> list[str]:
+    """Warnings for options in ``[section]`` not in ``known``, with a guess.
+
+    Returns:
+        One line per unknown option, e.g. ``[wsgi] wrokers = '2': unknown
+        option (a typo? did you mean workers)``.
+    """
+    known = list(known)
+    lines = []
+    for option, value in conf.store.get(section, {}).items():
+        if option in known:
+            continue
+        guess = difflib.get_close_matches(option, known, 1)
+        hint = ' did you mean %s' % guess[0] if guess else ''
+        lines.append('[%s] %s = %r: unknown option (a typo?%s)' % (section, option, value, hint))
+    return lines
+
+
+@dataclass
+class SubserverConf:
+    """A subserver section resolved against the registry.
+
+    Attributes:
+        name: The section name (``'wsgi'``, ``'tcp#raw'``, ``'daemons'``).
+        kind: ``'wsgi'``, ``'tcp'``, ``'udp'`` or ``'daemons'``.
+        values: ``{option name: typed value}`` for every option of the kind.
+    """
+
+    name: str
+    kind: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, option: str) -> Any:
+        return self.values[option]
+
+
+@dataclass
+class ServerConf:
+    """The whole conf resolved: global values, subservers, warnings."""
+
+    conf: Conf
+    values: dict[str, Any]
+    subservers: list[SubserverConf]
+    warnings: list[str]
+
+    def __getitem__(self, option: str) -> Any:
+        return self.values[option]
+
+    def app_sections(self) -> list[tuple[str, SubserverConf]]:
+        """``(app section, subserver)`` for every app a subserver names."""
+        pairs = []
+        for sub in self.subservers:
+            if sub.kind == WSGI:
+                pairs.extend((app, sub) for app in sub['apps'])
+            elif sub.kind == DAEMONS:
+                pairs.extend((daemon, sub) for daemon in sub['daemons'])
+        return pairs
+
+
+def resolve(conf: Conf) -> ServerConf:
+    """Resolve every brimd option of ``conf``.
+
+    Returns:
+        The :class:`ServerConf`; ``warnings`` lists unknown options in
+        ``[brim]`` and subserver sections (app sections are checked by the
+        loader, which knows their classes).
+
+    Raises:
+        ConfError: for the first value that cannot be converted, a missing
+            ``call`` or app section, or a conf with no subserver.
+    """
+    values = {o.name: lookup(conf, GLOBAL, o) for o in OPTIONS if GLOBAL in o.kinds}
+    warnings = unknown_options(conf, GLOBAL, [o.name for o in options_for(GLOBAL)])
+    subservers = []
+    for section in conf.store:
+        kind = kind_of(section)
+        if kind is None:
+            continue
+        sub = SubserverConf(section, kind, {o.name: lookup(conf, section, o) for o in options_for(kind)})
+        warnings.extend(unknown_options(conf, section, [o.name for o in options_for(kind)] + ['__app__']))
+        subservers.append(sub)
+        if kind in (TCP, UDP) and not sub['call']:
+            raise ConfError(section, 'call', None, 'missing: name the handler class, call = package.module.Class')
+        names = sub['apps'] if kind == WSGI else sub['daemons'] if kind == DAEMONS else []
+        for name in names:
+            if name not in conf.store:
+                raise ConfError(section, 'apps' if kind == WSGI else 'daemons', ' '.join(names),
+                                'names [%s], which is not in the conf' % name)
+            raw = conf.get(name, 'call')
+            if raw is None:
+                raise ConfError(name, 'call', None, 'missing: name the app class, call = package.module.Class')
+            APP_CALL.parse(name, raw)
+    if not subservers:
+        raise ConfError('', '', None, 'no [wsgi], [tcp], [udp] or [daemons] section: nothing to run')
+    # Subserver option warnings for tcp/udp sections are refined by the loader,
+    # which knows the handler's own options; keep them only for other kinds here.
+    warnings = [w for w in warnings if not _is_handler_section_warning(w, subservers)]
+    return ServerConf(conf, values, subservers, warnings)
+
+
+def _is_handler_section_warning(line: str, subservers: list[SubserverConf]) -> bool:
+    return any(line.startswith('[%s] ' % s.name) for s in subservers if s.kind in (TCP, UDP))
+
+
+# ---- brimd.conf-sample -----------------------------------------------------
+
+SAMPLE_HEADER = """\
+# brimd.conf-sample: a working brimd conf and the manual of every option.
+#
+# Run it as shipped (unprivileged ports on 127.0.0.1):
+#   brimd -c brimd.conf-sample start     # daemonize; status, stop, shutdown, restart
+#   brimd -c brimd.conf-sample           # foreground, one process, no daemons
+#   brimd -c brimd.conf-sample check     # validate and show what would run
+#
+# Lines starting with # show an option with its default. Options of [brim]
+# apply to the whole server; options valid in a subserver section ([wsgi],
+# [wsgi2], [wsgi#admin], [tcp], [udp], [daemons] ...) may also be set in [brim]
+# as the default for every subserver.
+#
+# This file is generated from brim/options.py and the sample apps' OPTIONS:
+#   python -m brim.options > brimd.conf-sample
+"""
+
+#: The sample's sections: (section, settings written active, app class or None).
+SAMPLE_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...], Optional[str]], ...] = (
+    (GLOBAL, (('ip', '127.0.0.1'), ('pid_file', '~/.brimd-sample.pid')), None),
+    (WSGI, (('port', '8080'), ('workers', '2'), ('apps', 'echo stats')), None),
+    ('echo', (('call', 'brim.wsgi_echo.WSGIEcho'),), 'brim.wsgi_echo.WSGIEcho'),
+    ('stats', (('call', 'brim.wsgi_stats.WSGIStats'),), 'brim.wsgi_stats.WSGIStats'),
+    (TCP, (('port', '8081'), ('call', 'brim.tcp_echo.TCPEcho')), 'brim.tcp_echo.TCPEcho'),
+    (UDP, (('port', '8082'), ('call', 'brim.udp_echo.UDPEcho')), 'brim.udp_echo.UDPEcho'),
+    (DAEMONS, (('daemons', 'daemon_sample'),), None),
+    ('daemon_sample', (('call', 'brim.daemon_sample.DaemonSample'), ('interval', '5')),
+     'brim.daemon_sample.DaemonSample'),
+)
+
+
+def _comment(text: str, width: int = 78) -> list[str]:
+    import textwrap
+    return ['#   ' + line for line in textwrap.wrap(text, width - 4)]
+
+
+def _render_option(option: Option, active: dict[str, str], where: bool) -> list[str]:
+    lines = []
+    if option.name in active:
+        lines.append('%s = %s' % (option.name, active.pop(option.name)))
+    else:
+        lines.append(('# %s = %s' % (option.name, option.shown_default)).rstrip())
+    text = option.help
+    if option.units:
+        text += ' In %s.' % option.units
+    if where:
+        kinds = sorted(option.kinds & ALL_SUBSERVERS, key=SUBSERVER_KINDS.index)
+        text += ' (Valid in: %s.)' % ' '.join(['brim'] + ['[%s]' % k for k in kinds]) if kinds else ''
+        text = text.replace('brim [', '[brim] [').replace('Valid in: brim.', 'Valid in: [brim] only.')
+    return lines + _comment(text)
+
+
+def _app_options(dotted: str) -> tuple[Option, ...]:
+    import importlib
+    module, _, name = dotted.rpartition('.')
+    return tuple(getattr(getattr(importlib.import_module(module), name), 'OPTIONS', ()))
+
+
+def render_sample() -> str:
+    """Return the text of ``brimd.conf-sample``, generated from the registry."""
+    out = [SAMPLE_HEADER]
+    for section, settings, app in SAMPLE_SECTIONS:
+        active = dict(settings)
+        out.append('[%s]' % section)
+        if app and section not in SUBSERVER_KINDS:
+            out.append('call = %s' % active.pop('call'))
+        kind = kind_of(section)
+        if section == GLOBAL:
+            options = options_for(GLOBAL)
+        elif kind:
+            # The defaults settable in [brim] are documented there once.
+            options = [o for o in options_for(kind) if o.section_only]
+            out.append('# Any [brim] option valid in [%s] may be overridden here.' % kind)
+        else:
+            options = []
+        if app:
+            options = options + list(_app_options(app))
+        for option in options:
+            out.extend(_render_option(option, active, section == GLOBAL))
+        out.extend('%s = %s' % item for item in active.items())
+        out.append('')
+    return '\n'.join(out)
+
+
+if __name__ == '__main__':
+    print(render_sample(), end='')

@@ -1,0 +1,402 @@
+"""Subserver base classes and the green-thread run loop of a worker.
+
+A :class:`Subserver` is one subserver section of the conf (``[wsgi]``,
+``[tcp#raw]``, ``[daemons]`` ...). It is built in the main process from the
+resolved conf; its apps are loaded where they run (the probe child, each
+worker or daemon, or the foreground process).
+
+Invariant: Eventlet is imported only inside :func:`run_green` and the
+``make_runner`` methods, which run in workers or the foreground process,
+never in the main process or a supervisor.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import ssl
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from brim.errors import AppLoadError, StartupError
+from brim.loader import LoadedApp, load_app
+from brim.log import get_logger, sysloggable_excinfo
+from brim.options import SubserverConf
+from brim.service import get_listening_tcp_socket, get_listening_udp_socket
+from brim.stats import BucketStats
+
+if TYPE_CHECKING:
+    from brim.server.master import Server
+
+try:  # setproctitle is optional: process titles are a convenience.
+    from setproctitle import setproctitle as _setproctitle
+except ImportError:  # pragma: no cover
+    _setproctitle = None
+
+
+def import_eventlet() -> Any:
+    """Import Eventlet (workers and the foreground process only) and return it.
+
+    Eventlet warns on import that it is in bugfix-only maintenance; brimd
+    knows, and keeps that line out of every worker's log.
+    """
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        import eventlet
+        import eventlet.greenio
+        import eventlet.hubs
+        import eventlet.wsgi
+        from eventlet.green import select as _select, ssl as _ssl  # noqa: F401
+    return eventlet
+
+
+def set_title(title: str) -> None:
+    """Set the process title (``ps``) when setproctitle is installed."""
+    if _setproctitle is not None:
+        _setproctitle(title)
+
+
+class Subserver:
+    """Base class of the subservers: the attributes every kind has.
+
+    Args:
+        server: The parent :class:`brim.server.Server`.
+        conf: The resolved section.
+
+    Attributes:
+        server: The parent Server.
+        name: The section name (``'wsgi'``, ``'tcp2'``, ``'daemons'``).
+        logger: The ``logging.Logger`` of this subserver (``env['brim.logger']``).
+        json_dumps, json_loads: The configured functions (``env['brim.json_dumps']``).
+    """
+
+    kind = ''
+    #: The kind passed to :func:`brim.loader.load_app` for this subserver's apps.
+    app_kind = ''
+
+    def __init__(self, server: 'Server', conf: SubserverConf) -> None:
+        self.server = server
+        self.conf = conf
+        self.name = conf.name
+        self.values = conf.values
+        self.logger = logging.getLogger('brim.' + self.name)
+        self.json_dumps: Callable[..., str] = _placeholder
+        self.json_loads: Callable[..., Any] = _placeholder
+        self.apps: list[LoadedApp] = []
+
+    # -- conf side (main process) ---------------------------------------------
+
+    def app_specs(self) -> list[tuple[str, str]]:
+        """``[(section, call)]`` of the classes this subserver runs."""
+        return []
+
+    def builtin_stats(self) -> list[tuple[str, str]]:
+        """Stats every bucket has regardless of apps."""
+        return [('start_time', 'worker')]
+
+    def bucket_names(self) -> list[str]:
+        return [str(i) for i in range(self.worker_count())]
+
+    def worker_count(self) -> int:
+        return 1
+
+    def bind(self) -> None:
+        """Bind listening sockets (IP subservers); called before privileges drop."""
+
+    def close_sockets(self) -> None:
+        """Close this process's copies of the listening sockets."""
+
+    def describe(self) -> str:
+        """One line for ``brimd check``."""
+        return '[%s]' % self.name
+
+    # -- where apps run ---------------------------------------------------------
+
+    def load_apps(self) -> list[LoadedApp]:
+        """Import and check every app (probe child, worker, foreground).
+
+        Raises:
+            AppLoadError, ConfError: one line naming the section.
+        """
+        conf = self.server.conf
+        self.apps = [load_app(self.app_kind, section, conf, dotted) for section, dotted in self.app_specs()]
+        self.json_dumps = _import_function(self.values['json_dumps'], self.name, 'json_dumps')
+        self.json_loads = _import_function(self.values['json_loads'], self.name, 'json_loads')
+        return self.apps
+
+    def stats_rows(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """``[(bucket, stats_conf)]`` for the stats layout, after :meth:`load_apps`."""
+        stats = self.builtin_stats()
+        for app in self.apps:
+            stats.extend(app.stats)
+        return [(bucket, list(stats)) for bucket in self.bucket_names()]
+
+    def setup_logger(self, console: bool) -> logging.Logger:
+        values = self.values
+        self.logger = get_logger(self.name, values['log_name'], values['log_level'], values['log_facility'],
+                                 console, self.server.values['log_file'])
+        return self.logger
+
+    def make_runner(self, index: int, stats: BucketStats) -> 'Runner':
+        """Build the green runner of worker ``index`` (worker processes only)."""
+        raise NotImplementedError
+
+
+def _placeholder(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError('json functions are set when apps are loaded')
+
+
+def _import_function(dotted: str, section: str, option: str) -> Callable[..., Any]:
+    module, _, attr = dotted.rpartition('.')
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise AppLoadError('[%s] %s = %r: cannot import it: %s' % (section, option, dotted, err)) from None
+
+
+class IPSubserver(Subserver):
+    """A subserver listening on ``ip:port`` with pre-forked workers.
+
+    Attributes:
+        ip, port: The listening address (``port`` is the bound port, so 0
+            in the conf becomes the real one after :meth:`bind`).
+        sock: The bound ``socket.socket`` (plain, blocking), inherited by workers.
+        ssl_context: An ``ssl.SSLContext`` when certfile is set, else None.
+    """
+
+    def __init__(self, server: 'Server', conf: SubserverConf) -> None:
+        super().__init__(server, conf)
+        self.ip: str = self.values['ip']
+        self.port: int = self.values['port']
+        self.sock: Any = None
+        self.ssl_context: Optional[ssl.SSLContext] = None
+
+    def worker_count(self) -> int:
+        return self.values['workers']
+
+    def describe(self) -> str:
+        shown = '[%s]' % self.ip if ':' in self.ip else self.ip
+        tls = ' TLS' if self.values.get('certfile') else ''
+        return '[%s] %s on %s:%s%s, %d worker%s' % (self.name, self.kind, shown, self.port, tls,
+                                                   self.worker_count(), '' if self.worker_count() == 1 else 's')
+
+    def load_tls(self) -> None:
+        """Create :attr:`ssl_context` from certfile/keyfile (before privileges drop).
+
+        Raises:
+            StartupError: naming the section and file if they cannot be loaded.
+        """
+        certfile, keyfile = self.values.get('certfile'), self.values.get('keyfile')
+        if not certfile and not keyfile:
+            return
+        if not certfile:
+            raise StartupError('[%s] keyfile = %r: set certfile too' % (self.name, keyfile))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(certfile, keyfile or None)
+        except (OSError, ssl.SSLError) as err:
+            raise StartupError('[%s] certfile = %r keyfile = %r: cannot load: %s' % (
+                self.name, certfile, keyfile, ' '.join(str(err).split()))) from None
+        self.ssl_context = context
+
+    def close_sockets(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+
+class StreamSubserver(IPSubserver):
+    """IP subserver over TCP (WSGI and raw TCP)."""
+
+    def bind(self) -> None:
+        self.load_tls()
+        self.sock = get_listening_tcp_socket(self.ip, self.port, self.values['backlog'], self.values['listen_retry'])
+        self.port = self.sock.getsockname()[1]
+
+
+class DatagramSubserver(IPSubserver):
+    """IP subserver over UDP."""
+
+    def bind(self) -> None:
+        self.sock = get_listening_udp_socket(self.ip, self.port, self.values['listen_retry'])
+        self.port = self.sock.getsockname()[1]
+
+
+class Runner:
+    """What a worker runs in green threads: ``serve()`` until stopped.
+
+    ``serve`` blocks (in its own green thread) until :meth:`stop_accepting`
+    has been called and in-flight work has finished.
+    """
+
+    def serve(self) -> None:
+        raise NotImplementedError
+
+    def stop_accepting(self) -> None:
+        raise NotImplementedError
+
+
+class StopServing(Exception):
+    """Thrown into a runner's serving green thread to stop it accepting."""
+
+
+class HandlerRunner(Runner):
+    """Base of the TCP and UDP runners: a receive loop handing each unit
+    (connection or datagram) to the handler in its own green thread.
+
+    A handler that raises is logged and replaced by a new instance for later
+    units (the original brim's contract). Subclasses define :meth:`receive`
+    (block for the next unit, return the args for :meth:`handle_unit`),
+    :meth:`handle_unit`, and ``count`` (the stat counted per unit).
+    """
+
+    count = ''
+
+    def __init__(self, sub: 'IPSubserver', stats: BucketStats) -> None:
+        eventlet = import_eventlet()
+        self.eventlet = eventlet
+        self.sub = sub
+        self.stats = stats
+        self.sock = eventlet.greenio.GreenSocket(sub.sock)
+        self.pool = eventlet.GreenPool(sub.values['concurrent_per_worker'])
+        self.loaded = sub.apps[0]
+        self.handler = self.new_handler()
+        self.thread: Any = None
+        self.serving = True
+
+    def new_handler(self) -> Any:
+        return self.loaded.cls(self.loaded.section, self.loaded.parsed_conf)
+
+    def receive(self) -> tuple:
+        raise NotImplementedError
+
+    def handle_unit(self, handler: Any, *unit: Any) -> None:
+        raise NotImplementedError
+
+    def serve(self) -> None:
+        self.thread = self.eventlet.getcurrent()
+        try:
+            while self.serving:
+                try:
+                    unit = self.receive()
+                except StopServing:
+                    break
+                except OSError as err:
+                    if not self.serving:
+                        break
+                    self.sub.logger.warning('%s failed: %s', self.receive.__name__, err)
+                    self.eventlet.sleep(0.01)
+                    continue
+                self.stats.incr(self.count)
+                self.pool.spawn_n(self._handle, unit)
+        except StopServing:
+            pass
+        self.pool.waitall()
+
+    def _handle(self, unit: tuple) -> None:
+        handler = self.handler
+        try:
+            self.handle_unit(handler, *unit)
+        except Exception:
+            self.sub.logger.error('%s raised: %s; using a new instance for what comes next',
+                                  self.loaded.section, sysloggable_excinfo(*sys.exc_info()))
+            if handler is self.handler:
+                try:
+                    self.handler = self.new_handler()
+                except Exception:
+                    self.sub.logger.error('cannot make a new %s: %s', self.loaded.section,
+                                          sysloggable_excinfo(*sys.exc_info()))
+
+    def stop_accepting(self) -> None:
+        if not self.serving:
+            return
+        self.serving = False
+        if self.thread is not None and self.thread is not self.eventlet.getcurrent():
+            self.eventlet.kill(self.thread, StopServing())
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def run_green(runners: list[Runner], logger: logging.Logger,
+              parent_pid: Optional[int] = None, foreground: bool = False) -> None:
+    """Run ``runners`` in green threads until they finish.
+
+    SIGHUP: every runner stops accepting and finishes in-flight work, then
+    this returns. SIGTERM (and SIGINT in the foreground): exit now. Workers
+    (``parent_pid`` given) also exit when their supervisor goes away.
+
+    Args:
+        runners: From :meth:`Subserver.make_runner`.
+        logger: Where stop lines go.
+        parent_pid: The supervisor's pid to watch, or None.
+        foreground: True for ``brimd`` without a command.
+    """
+    eventlet = import_eventlet()
+    from eventlet.green import select as green_select
+
+    pending: list[int] = []
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+
+    def record(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    signal.signal(signal.SIGHUP, record)
+    if foreground:
+        signal.signal(signal.SIGTERM, record)
+        signal.signal(signal.SIGINT, record)
+    else:
+        # Immediate: the default action, which even a hub blocked by an app obeys.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    threads = [eventlet.spawn(runner.serve) for runner in runners]
+    stopping = []
+
+    def watch() -> None:
+        while True:
+            green_select.select([wake_r], [], [], 1.0)
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            if parent_pid and os.getppid() != parent_pid:
+                logger.error('supervisor (pid %d) went away; exiting', parent_pid)
+                logging.shutdown()
+                os._exit(1)
+            while pending:
+                signum = pending.pop(0)
+                if signum == signal.SIGHUP and not stopping:
+                    stopping.append(signum)
+                    logger.info('SIGHUP: no longer accepting; finishing in-flight work')
+                    for runner in runners:
+                        runner.stop_accepting()
+                elif signum in (signal.SIGTERM, signal.SIGINT):
+                    logger.info('%s: exiting now', signal.Signals(signum).name)
+                    logging.shutdown()
+                    os._exit(0)
+
+    eventlet.spawn_n(watch)
+    for thread in threads:
+        try:
+            thread.wait()
+        except Exception:
+            logger.exception('runner failed')
+    signal.set_wakeup_fd(-1)
+
+
+def now() -> int:
+    """Integer Unix time, as stats store times."""
+    return int(time.time())

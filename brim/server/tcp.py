@@ -1,0 +1,63 @@
+"""The TCP subserver: each worker accepts connections for its handler class.
+
+Every accepted connection runs ``handler(subserver, stats, sock, ip, port)``
+in its own green thread, at most ``concurrent_per_worker`` at once (past that
+the accept loop waits, and new connections wait in the kernel's backlog).
+The socket has ``client_timeout`` as its timeout. A handler that raises is
+logged and replaced by a new instance for later connections (the original
+brim's contract). With TLS the handshake runs in the connection's own green
+thread.
+
+Invariant: Eventlet is imported only when a runner is made, in a worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from brim.server.subserver import HandlerRunner, Runner, StreamSubserver
+from brim.stats import BucketStats
+
+
+class TCPRunner(HandlerRunner):
+    count = 'connection_count'
+
+    def __init__(self, sub: 'TCPSubserver', stats: BucketStats) -> None:
+        super().__init__(sub, stats)
+        self.timeout = sub.values['client_timeout'] or None
+
+    def receive(self) -> tuple:
+        return self.sock.accept()
+
+    def handle_unit(self, handler: Any, conn: Any, address: tuple) -> None:
+        try:
+            conn.settimeout(self.timeout)
+            if self.sub.ssl_context is not None:
+                conn = self.eventlet.green.ssl.GreenSSLSocket(
+                    conn, server_side=True, _context=self.sub.ssl_context, do_handshake_on_connect=False)
+                conn.do_handshake()
+            handler(self.sub, self.stats, conn, address[0], address[1])
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+class TCPSubserver(StreamSubserver):
+    """Subserver for a ``[tcp]``, ``[tcp2]``, ``[tcp#name]`` section."""
+
+    kind = 'tcp'
+    app_kind = 'tcp'
+
+    def app_specs(self) -> list[tuple[str, str]]:
+        return [(self.name, self.values['call'])]
+
+    def builtin_stats(self) -> list[tuple[str, str]]:
+        return [('start_time', 'worker'), ('connection_count', 'sum')]
+
+    def describe(self) -> str:
+        return '%s, call: %s' % (super().describe(), self.values['call'])
+
+    def make_runner(self, index: int, stats: BucketStats) -> Runner:
+        return TCPRunner(self, stats)

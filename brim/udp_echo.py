@@ -1,0 +1,62 @@
+"""A simple UDP app that sends each datagram back: a template for your own.
+
+brimd reads each datagram (up to ``max_datagram_size`` bytes) and calls the
+instance with it; reply with ``sock.sendto(data, (ip, port))``.
+
+Configuration::
+
+    [udp]
+    call = brim.udp_echo.UDPEcho
+
+Stats:
+
+============== ====== ==========================================
+Name           Type   Description
+============== ====== ==========================================
+byte_count     sum    Bytes received from clients.
+datagram_count sum    Datagrams received (set by brimd).
+start_time     worker When the worker started (set by brimd).
+============== ====== ==========================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UDPEcho:
+    """Sends every datagram back to where it came from.
+
+    Args:
+        name: The section name.
+        parsed_conf: What :meth:`parse_conf` returned.
+    """
+
+    #: No options of its own (brimd check then flags any option it does not know).
+    OPTIONS = ()
+
+    def __init__(self, name: str, parsed_conf: dict) -> None:
+        self.name = name
+
+    def __call__(self, subserver: Any, stats: Any, sock: Any, datagram: bytes, ip: str, port: int) -> None:
+        """Handle one datagram from ``ip``:``port``.
+
+        Args:
+            subserver: The :class:`brim.server.UDPSubserver`.
+            stats: This worker's stats: ``get``, ``set``, ``incr``.
+            sock: The worker's green UDP socket.
+            datagram: The bytes received.
+            ip, port: The sender's address.
+        """
+        stats.set('byte_count', stats.get('byte_count') + len(datagram))
+        sock.sendto(datagram, (ip, port))
+
+    @classmethod
+    def parse_conf(cls, name: str, conf: Any) -> dict:
+        """Return this app's settings (none)."""
+        return {}
+
+    @classmethod
+    def stats_conf(cls, name: str, parsed_conf: dict) -> list[tuple[str, str]]:
+        """Return the stats this app keeps."""
+        return [('byte_count', 'sum')]
