@@ -274,9 +274,15 @@ class Server:
 
     def run_main(self, layout: list, warnings: list[str], ready_fd: int) -> None:
         """The daemonized main process: runs until HUP or TERM."""
+        # Log handlers are opened here, before privileges drop, and inherited
+        # by every supervisor, worker and daemon (a root-only log file works).
         logger = self.setup_main_logger(console=self.output)
         for sub in self.subservers:
-            sub.setup_logger(console=self.output)
+            try:
+                sub.setup_logger(console=self.output)
+            except OSError as err:
+                raise StartupError('[brim] log_file = %r: cannot open: %s' % (
+                    self.values['log_file'], err.strerror)) from None
         if not self.output:
             capture_exceptions_stdout_stderr(
                 lambda *exc_info: logging.getLogger(_current_route()).error(
@@ -316,7 +322,7 @@ class Server:
         sub = self.subservers[index]
         _ROUTE[0] = 'brim.' + sub.name
         set_title('brimd: %s supervisor' % sub.name)
-        logger = sub.setup_logger(console=self.output)
+        logger = sub.logger  # configured in main before privileges dropped
         for other in self.ip_subservers():
             if other is not sub:
                 other.close_sockets()
@@ -337,7 +343,7 @@ class Server:
         bucket = sub.bucket_names()[index]
         what = 'daemon %s' % bucket if sub.kind == DAEMONS else 'worker %d' % index
         set_title('brimd: %s' % what if sub.kind == DAEMONS else 'brimd: %s %s' % (sub.name, what))
-        logger = sub.setup_logger(console=self.output)
+        logger = sub.logger
         parent = os.getppid()
         try:
             sub.load_apps()
@@ -362,8 +368,10 @@ class Server:
         """Serve in the foreground in this one process (no daemons)."""
         self.load_conf()
         self.bind_all()
-        self.drop_privileges()
         logger = self.setup_main_logger(console=True)
+        for sub in self.subservers:
+            sub.setup_logger(console=True)
+        self.drop_privileges()
         warnings = list(self.server_conf.warnings) if self.server_conf else []
         rows = []
         runnable = []
@@ -371,7 +379,6 @@ class Server:
             if isinstance(sub, DaemonsSubserver):
                 logger.warning('[%s] daemons are not run in the foreground; use brimd start', sub.name)
                 continue
-            sub.setup_logger(console=True)
             for app in sub.load_apps():
                 warnings.extend(app.warnings)
             rows.append((sub.name, sub.stats_rows()[:1]))

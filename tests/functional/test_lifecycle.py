@@ -1,0 +1,191 @@
+"""start / status / stop / shutdown / restart / foreground, as SPEC §2 and §8 say."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from harness import alive, free_port, get_stats, group_members, http_request, port_accepts, wait_until
+
+CONF = """
+[wsgi]
+port = %(port)d
+workers = 2
+apps = slow stats
+
+[slow]
+call = slowapp.Slow
+
+[stats]
+call = brim.wsgi_stats.WSGIStats
+"""
+
+SLOW_APP = '''
+import os
+import eventlet
+
+
+class Slow:
+    """GET /slow?s sleeps s seconds (green) before answering; /pid gives the worker pid."""
+
+    def __init__(self, name, parsed_conf, next_app):
+        self.next_app = next_app
+
+    def __call__(self, env, start_response):
+        if env['PATH_INFO'] == '/slow':
+            eventlet.sleep(float(env.get('QUERY_STRING') or 1))
+            start_response('200 OK', [('Content-Length', '4')])
+            return [b'done']
+        if env['PATH_INFO'] == '/pid':
+            body = str(os.getpid()).encode()
+            start_response('200 OK', [('Content-Length', str(len(body)))])
+            return [body]
+        if env['PATH_INFO'] == '/boom':
+            raise RuntimeError('boom from the app')
+        return self.next_app(env, start_response)
+'''
+
+
+def deploy(brimd, **extra):
+    port = free_port()
+    brimd.write_module('slowapp', SLOW_APP)
+    brimd.write_conf(CONF % dict(port=port) + ''.join('%s\n' % line for line in extra.get('lines', ())))
+    return port
+
+
+def test_status_start_twice_stop(brimd):
+    port = deploy(brimd)
+    status = brimd.run('status')
+    assert (status.returncode, status.stdout.strip()) == (3, 'not running')
+
+    pid = brimd.start()
+    wait_until(lambda: port_accepts(port), what='port')
+    status = brimd.run('status')
+    assert (status.returncode, status.stdout.strip()) == (0, '%d is running' % pid)
+
+    again = brimd.run('start')
+    assert (again.returncode, again.stdout.strip()) == (0, '%d already running' % pid)
+    assert brimd.pid() == pid
+
+    members = group_members(pid)
+    assert len(members) == 1 + 1 + 2  # main, supervisor, two workers
+    stop = brimd.run('stop')
+    assert stop.returncode == 0, stop.stderr
+    assert stop.stdout.strip() == '%d stopped' % pid
+    assert not alive(pid)
+    # TERM reaches every process: none of the tree is left serving.
+    wait_until(lambda: not group_members(pid), 10, what='every brimd process to exit')
+    assert not port_accepts(port)
+    status = brimd.run('status')
+    assert (status.returncode, status.stdout.strip()) == (3, 'not running')
+    assert brimd.run('stop').returncode == 0  # stopping a stopped server is fine (LSB)
+
+
+def test_status_dead_with_pid_file(brimd):
+    deploy(brimd)
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    brimd.pid_path.write_text('%d\n' % child)
+    status = brimd.run('status')
+    assert (status.returncode, status.stdout.strip()) == (1, '%d is not running' % child)
+
+
+def test_shutdown_finishes_in_flight_request_and_releases_port(brimd):
+    port = deploy(brimd)
+    pid = brimd.start()
+    wait_until(lambda: port_accepts(port), what='port')
+    conn = socket.create_connection(('127.0.0.1', port), timeout=10)
+    conn.sendall(b'GET /slow?1.5 HTTP/1.1\r\nHost: x\r\n\r\n')
+    time.sleep(0.3)  # let the request reach the app
+    began = time.monotonic()
+    shutdown = brimd.run('shutdown')
+    assert shutdown.returncode == 0, shutdown.stderr
+    assert shutdown.stdout.strip() == '%d shut down' % pid
+    # The port is free while the request is still being served.
+    assert time.monotonic() - began < 1.5
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    probe.bind(('127.0.0.1', port))
+    probe.close()
+    response = b''
+    while b'done' not in response:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        response += chunk
+    conn.close()
+    assert response.startswith(b'HTTP/1.1 200') and response.endswith(b'done')
+    wait_until(lambda: not group_members(pid), 10, what='workers to finish and exit')
+
+
+def test_restart_new_pid_new_conf(brimd):
+    port = deploy(brimd)
+    old = brimd.start()
+    wait_until(lambda: port_accepts(port), what='port')
+    assert len(get_stats(port)['wsgi']) > 0
+    # Change the conf: one worker now.
+    brimd.conf_path.write_text(brimd.conf_path.read_text().replace('workers = 2', 'workers = 1'))
+    restart = brimd.run('restart')
+    assert restart.returncode == 0, restart.stderr
+    new = brimd.pid()
+    assert new and new != old and alive(new)
+    assert not alive(old)
+    wait_until(lambda: _stats_or_none(port), what='serving after restart')
+    workers = [key for key in get_stats(port)['wsgi'] if key.isdigit()]
+    assert workers == ['0']
+
+
+def test_restart_with_bad_conf_keeps_old_server(brimd):
+    port = deploy(brimd)
+    old = brimd.start()
+    wait_until(lambda: port_accepts(port), what='port')
+    brimd.conf_path.write_text(brimd.conf_path.read_text().replace('workers = 2', 'workers = two'))
+    restart = brimd.run('restart')
+    assert restart.returncode == 1
+    assert "[wsgi] workers = 'two'" in restart.stderr
+    assert brimd.pid() == old and alive(old)
+    assert http_request(port, path='/stats')[0] == 200
+
+
+def test_foreground_serves_without_subprocesses_and_exits_on_sigint(brimd):
+    port = deploy(brimd)
+    # Foreground logs to the terminal, not the file.
+    brimd.conf_path.write_text(brimd.conf_path.read_text().replace('log_file = %s' % brimd.log_path, 'log_file = -'))
+    proc = brimd.foreground()
+    wait_until(lambda: _stats_or_none(port), what='foreground serving')
+    assert group_members(proc.pid) == [proc.pid]  # no subprocesses
+    assert not brimd.pid_path.exists()  # no pid file
+    status, _, body = http_request(port, path='/pid')
+    assert int(body) == proc.pid
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+    output = proc.stdout.read().decode()
+    assert 'serving in the foreground' in output
+    assert 'GET /pid HTTP/1.1 200' in output  # the access line went to the terminal
+
+
+def test_app_exception_is_500_logged_and_worker_survives(brimd):
+    port = deploy(brimd)
+    brimd.start()
+    wait_until(lambda: port_accepts(port), what='port')
+    conn_pids = set()
+    status, _, body = http_request(port, path='/boom')
+    assert status == 500 and b'Traceback' not in body
+    log = brimd.wait_log('RuntimeError: boom from the app')
+    assert 'app raised' in log
+    for _ in range(4):
+        status, _, body = http_request(port, path='/pid')
+        assert status == 200
+        conn_pids.add(int(body))
+    assert get_stats(port)['wsgi']['status_5xx_count'] == 1
+
+
+def _stats_or_none(port):
+    try:
+        return get_stats(port)
+    except (OSError, AssertionError):
+        return None
