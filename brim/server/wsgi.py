@@ -40,18 +40,11 @@ def not_found_app(env: dict, start_response: Callable[..., Any]) -> list[bytes]:
     return [body]
 
 
-def _error_response(start_response: Callable[..., Any], status: str, exc_info: Any = None,
-                    close: bool = False) -> list[bytes]:
+def _error_response(start_response: Callable[..., Any], status: str, exc_info: Any = None) -> list[bytes]:
     body = status.encode('ascii') + b'\n'
     headers = [('Content-Type', 'text/plain; charset=utf-8'), ('Content-Length', str(len(body)))]
-    if close:
-        headers.append(('Connection', 'close'))
     start_response(status, headers, exc_info)
     return [body]
-
-
-def _host_lines(env: dict) -> int:
-    return sum(1 for name, _ in env.get('headers_raw', ()) if name.lower() == 'host')
 
 
 class _EventletLog:
@@ -153,16 +146,59 @@ class _Response:
 _PROTOCOL: list = []
 
 
-def _protocol_class(eventlet_wsgi: Any) -> type:
-    """Eventlet's HttpProtocol with ``SERVER_PROTOCOL`` as PEP 3333 defines it.
+def framing_error(version: str, headers: Any) -> Optional[str]:
+    """Return why a request head is ambiguous (RFC 9112), or None if it is fine.
 
-    Departure from Eventlet, on purpose: it always sets ``SERVER_PROTOCOL``
-    to ``HTTP/1.0``; PEP 3333 (after CGI, RFC 3875 §4.1.16) says it is the
-    protocol version the client used, which brim's Host check and access log
-    need.
+    Args:
+        version: The request's HTTP version, e.g. ``'HTTP/1.1'``.
+        headers: An ``email.message.Message`` of the request header fields.
+    """
+    lengths = headers.get_all('content-length') or []
+    if len({value.strip() for value in lengths}) > 1:
+        # RFC 9112 §6.3: differing Content-Length values are an unrecoverable error.
+        return 'differing Content-Length values'
+    hosts = headers.get_all('host') or []
+    if version == 'HTTP/1.1' and len(hosts) != 1:
+        # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
+        # code to any HTTP/1.1 request message that lacks a Host header field
+        # and to any request message that contains more than one Host header
+        # field line".
+        return 'no Host header' if not hosts else 'more than one Host header'
+    if len(hosts) > 1:
+        return 'more than one Host header'
+    return None
+
+
+def _protocol_class(eventlet_wsgi: Any) -> type:
+    """Eventlet's HttpProtocol with brim's strict framing and PEP 3333 environ.
+
+    Departures from Eventlet, on purpose:
+
+    - ``SERVER_PROTOCOL`` is the version the client used (PEP 3333, after
+      CGI, RFC 3875 §4.1.16); Eventlet always says ``HTTP/1.0``.
+    - Heads that :func:`framing_error` finds ambiguous get 400 and a closed
+      connection before any app runs.
+    - A malformed request line gets a 400 with a status line (Eventlet
+      answers it as HTTP/0.9, with no status line).
     """
     if not _PROTOCOL:
         class BrimHttpProtocol(eventlet_wsgi.HttpProtocol):
+            default_request_version = 'HTTP/1.0'
+
+            def parse_request(self) -> bool:
+                if not super().parse_request():
+                    return False
+                reason = framing_error(self.request_version, self.headers)
+                if reason is None:
+                    return True
+                body = ('400 Bad Request: %s\n' % reason).encode('ascii')
+                self.wfile.write(b'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n'
+                                 b'Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s'
+                                 % (len(body), body))
+                self.close_connection = 1
+                self.server.app.count_rejected(400)
+                return False
+
             def get_environ(self) -> dict:
                 env = super().get_environ()
                 env['SERVER_PROTOCOL'] = self.request_version
@@ -278,25 +314,25 @@ class WSGISubserver(StreamSubserver):
                 state.append(status)
             return start_response(status, headers, exc_info)
 
-        host = env.get('HTTP_HOST')
-        if env.get('SERVER_PROTOCOL') == 'HTTP/1.1' and (not host or ',' in host or _host_lines(env) > 1):
-            # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request)
-            # status code to any HTTP/1.1 request message that lacks a Host
-            # header field and to any request message that contains more
-            # than one Host header field line".
-            body: Iterable[bytes] = _error_response(counting_start_response, '400 Bad Request', close=True)
-        else:
+        try:
+            body: Iterable[bytes] = self.pipeline(env, counting_start_response)
+        except Exception:
+            exc_info = sys.exc_info()
+            self.logger.error('%s %s: app raised: %s', env['brim.txn'], env.get('PATH_INFO'),
+                              sysloggable_excinfo(*exc_info))
             try:
-                body = self.pipeline(env, counting_start_response)
-            except Exception:
-                exc_info = sys.exc_info()
-                self.logger.error('%s %s: app raised: %s', env['brim.txn'], env.get('PATH_INFO'),
-                                  sysloggable_excinfo(*exc_info))
-                try:
-                    body = _error_response(counting_start_response, '500 Internal Server Error', exc_info)
-                finally:
-                    del exc_info
+                body = _error_response(counting_start_response, '500 Internal Server Error', exc_info)
+            finally:
+                del exc_info
         return _Response(self, env, body, state, start, raw_input)
+
+    def count_rejected(self, code: int) -> None:
+        """Count a request refused before it reached the pipeline."""
+        if self.stats is not None:
+            self.stats.incr('request_count')
+            self.stats.incr('status_%dxx_count' % (code // 100))
+            if code in self.counted:
+                self.stats.incr('status_%d_count' % code)
 
     def finish_request(self, response: _Response) -> None:
         """Count the status and log the access line of a closed response."""
