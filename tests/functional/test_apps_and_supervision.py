@@ -90,6 +90,9 @@ class Ticker:
         self.every = parsed_conf['every'] / 1000.0
 
     def __call__(self, subserver, stats):
+        print('ticker printed to stdout')
+        import sys
+        print('ticker printed to stderr', file=sys.stderr)
         while True:
             stats.incr('ticks')
             time.sleep(self.every)
@@ -182,6 +185,9 @@ def test_user_apps_of_all_kinds_load_with_their_conf_and_stats(deployed):
     assert stats['udp#rev']['biggest'] == 6 and stats['udp#rev']['datagram_count'] == 2
     assert set(stats['daemons']) == {'ticker', 'crasher'}
     assert 'ticks' not in stats['daemons']  # daemon-type stats are not rolled up
+    # A daemonized process's stray output is captured into the log.
+    brimd.wait_log('STDOUT: ticker printed to stdout')
+    brimd.wait_log('STDERR: ticker printed to stderr')
     # The access line has the app's log_info and, with log_headers, the headers.
     log = brimd.wait_log(' tagged ')
     line = [entry for entry in log.splitlines() if 'txn-123' in entry][0]
