@@ -34,7 +34,10 @@ def test_shipped_sample_serves_http_tcp_udp_stats_and_daemon(brimd):
 
     def counted():
         stats = get_stats(wsgi)
-        return stats if stats['wsgi']['echo.requests'] == 1 and stats['tcp']['connection_count'] == 1 else None
+        # A request is counted when its response closes, just after the client has it.
+        done = (stats['wsgi']['echo.requests'] == 1 and stats['wsgi']['status_404_count'] == 1
+                and stats['tcp']['connection_count'] == 1)
+        return stats if done else None
     stats = wait_until(counted, what='counters')
     assert set(stats) == {'start_time', 'wsgi', 'tcp', 'udp', 'daemons'}
     assert stats['wsgi']['status_2xx_count'] >= 1 and stats['wsgi']['status_404_count'] == 1
