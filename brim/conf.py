@@ -152,9 +152,11 @@ def _parse_files(conf_files: Iterable[str]) -> tuple[configparser.ConfigParser, 
     seen: set[str] = set()
     while pending:
         name = pending.pop(0)
-        if name in seen:
+        # Keyed by absolute path, so a cycle through a relative and an
+        # absolute name of one file still reads it once.
+        if os.path.abspath(name) in seen:
             continue
-        seen.add(name)
+        seen.add(os.path.abspath(name))
         try:
             with open(name, encoding='utf-8') as fp:
                 text = fp.read()
@@ -164,14 +166,25 @@ def _parse_files(conf_files: Iterable[str]) -> tuple[configparser.ConfigParser, 
             continue
         parser.read_string(text, source=name)
         files.append(name)
-        extra = parser.get('brim', 'additional_confs', fallback='')
+        # This file's own additional_confs, not the merged value: a value set
+        # by an earlier file must not be re-resolved relative to this one.
+        own = configparser.ConfigParser(interpolation=None)
+        own.read_string(text, source=name)
+        extra = own.get('brim', 'additional_confs', fallback='')
         if extra:
-            for more in shlex.split(extra):
+            try:
+                names = shlex.split(extra)
+            except ValueError as err:  # unbalanced quotes
+                raise configparser.Error('%s: [brim] additional_confs = %r: %s' % (name, extra, err)) from None
+            included = []
+            for more in names:
                 more = os.path.expanduser(more)
                 if not os.path.isabs(more):
                     more = os.path.join(os.path.dirname(os.path.abspath(name)), more)
-                if more not in seen:
-                    pending.append(more)
+                included.append(more)
+            # Read right after the file naming them, before the next file
+            # given, so a later conf file still wins over an included one.
+            pending[0:0] = included
     return parser, files
 
 
@@ -179,8 +192,9 @@ def read_conf(conf_files: Union[str, Iterable[str]], exit_on_read_exception: boo
     """Read INI files into a new :class:`Conf`.
 
     Files that don't exist or can't be read are skipped; ``Conf.files``
-    lists those read. ``[brim] additional_confs`` names further files to read
-    (relative names are relative to the file naming them).
+    lists those read. ``[brim] additional_confs`` names further files, read
+    right after the file naming them (relative names are relative to it);
+    each file is read once.
 
     Args:
         conf_files: A file name or an iterable of them, read in order; later

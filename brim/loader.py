@@ -19,7 +19,7 @@ from typing import Any
 
 from brim.conf import Conf
 from brim.errors import AppLoadError, BrimError, ConfError
-from brim.options import parse_section, unknown_options  # noqa: F401  (re-exported for apps)
+from brim.options import options_for, parse_section, unknown_options  # noqa: F401  (re-exported for apps)
 from brim.stats import STAT_TYPES
 
 WSGI, TCP, UDP, DAEMON = 'wsgi', 'tcp', 'udp', 'daemon'
@@ -168,8 +168,13 @@ def load_app(kind: str, section: str, conf: Conf, dotted: str) -> LoadedApp:
                     section, cls.__qualname__, name, stat_type, ' '.join(STAT_TYPES)))
     warnings: list[str] = []
     declared = getattr(cls, 'OPTIONS', None)
-    if declared is not None and kind in (WSGI, DAEMON):
-        warnings = unknown_options(conf, section, ['call'] + [o.name for o in declared])
+    if declared is not None:
+        known = ['call'] + [o.name for o in declared]
+        if kind in (TCP, UDP):
+            # A TCP/UDP handler's section is its subserver's: brimd's own
+            # options are valid there too (resolve() leaves these to us).
+            known += [o.name for o in options_for(kind)]
+        warnings = unknown_options(conf, section, known)
     return LoadedApp(section, kind, cls, parsed, stats, warnings)
 
 

@@ -88,6 +88,9 @@ def to_seconds(value: str) -> float:
         raise ValueError('not a number of seconds') from None
     if number < 0 or number != number:
         raise ValueError('must be 0 seconds or more')
+    if number == float('inf'):
+        # socket.settimeout(inf) raises OverflowError in every worker.
+        raise ValueError('must be a finite number of seconds')
     return number
 
 
@@ -182,8 +185,11 @@ def to_ip(value: str) -> str:
     return value
 
 
-def to_user(value: str) -> str:
+def to_user(value: str) -> Optional[str]:
+    """A user name that exists; empty for none (stay the current user)."""
     value = value.strip()
+    if not value:
+        return None
     try:
         pwd.getpwnam(value)
     except KeyError:
@@ -191,8 +197,11 @@ def to_user(value: str) -> str:
     return value
 
 
-def to_group(value: str) -> str:
+def to_group(value: str) -> Optional[str]:
+    """A group name that exists; empty for none (the user's primary group)."""
     value = value.strip()
+    if not value:
+        return None
     try:
         grp.getgrnam(value)
     except KeyError:
@@ -207,6 +216,12 @@ def to_hub(value: str) -> str:
     if not re.match(r'^[A-Za-z_][A-Za-z0-9_.]*$', value):
         raise ValueError('not an Eventlet hub name (epolls, poll, selects, kqueue)')
     return value
+
+
+def to_pid_file(value: str) -> str:
+    """A path, ``-`` for none, or empty for :func:`default_pid_file`."""
+    value = value.strip()
+    return to_optional_path(value) if value else default_pid_file()
 
 
 def default_pid_file() -> str:
@@ -294,13 +309,13 @@ OPTIONS: tuple[Option, ...] = (
        'their values win.', shown=''),
     _o('user', _G, to_user, None,
        'The user to run as once the ports are bound (needs root to change). '
-       'Privileges are dropped only when user or group is set.', shown='the current user'),
+       'Privileges are dropped only when user or group is set. Default: the current user.', shown=''),
     _o('group', _G, to_group, None,
-       "The group to run as; default the user's primary group.", shown="the user's group"),
+       "The group to run as. Default: the user's primary group.", shown=''),
     _o('umask', _G, to_umask, 0o022, 'The umask (octal) of every brimd process.', shown='0022'),
-    _o('pid_file', _G, to_optional_path, default_pid_file,
+    _o('pid_file', _G, to_pid_file, default_pid_file,
        'Where start writes the main process id and where stop, status etc. look for it; '
-       '- for none.', shown='/var/run/brimd.pid if writable, else ~/.brimd.pid'),
+       '- for none. Default: /var/run/brimd.pid if writable, else ~/.brimd.pid.', shown=''),
     _o('log_name', _G + _ALL, to_str, 'brim', 'The name (syslog tag) log lines carry.'),
     _o('log_level', _G + _ALL, to_log_level, 'INFO',
        'The least severe level logged: CRITICAL ERROR WARNING NOTICE INFO DEBUG. '
@@ -311,7 +326,7 @@ OPTIONS: tuple[Option, ...] = (
        'Write log lines to this file instead of syslog (- for stderr). Unset: syslog '
        'through /dev/log; where there is no /dev/log, lines go to stderr in the '
        'foreground and to ~/.brimd.log (/var/log/brimd.log as root) when daemonized.',
-       shown='syslog'),
+       shown=''),
     _o('json_dumps', _G + _ALL, to_dotted, 'json.dumps',
        'The json.dumps compatible function apps get as env["brim.json_dumps"].'),
     _o('json_loads', _G + _ALL, to_dotted, 'json.loads',
@@ -323,8 +338,10 @@ OPTIONS: tuple[Option, ...] = (
     _o('workers', _IP, to_positive_int, 1,
        'The number of pre-forked worker processes, each serving on the shared socket.'),
     _o('certfile', _STREAM, to_path, '',
-       'PEM certificate (chain) file: when set with keyfile, connections use TLS.', shown='unset'),
-    _o('keyfile', _STREAM, to_path, '', 'PEM private key file for certfile.', shown='unset'),
+       'PEM certificate (chain) file: when set, connections use TLS (1.2 at least). Default: '
+       'unset, no TLS.', shown=''),
+    _o('keyfile', _STREAM, to_path, '', 'PEM private key file for certfile, if the key is not in '
+       'certfile.', shown=''),
     _o('client_timeout', _STREAM, to_seconds, 60.0,
        'Seconds a client may take to send a request or accept data before it is '
        'disconnected.', shown='60', units='seconds'),
@@ -336,8 +353,8 @@ OPTIONS: tuple[Option, ...] = (
        'Seconds to keep retrying to bind a port in use before giving up.',
        shown='30', units='seconds'),
     _o('eventlet_hub', _G + _ALL, to_hub, '',
-       "The Eventlet hub (epolls, poll, selects, kqueue); default Eventlet's own choice.",
-       shown="Eventlet's default"),
+       "The Eventlet hub (epolls, poll, selects, kqueue). Default: Eventlet's own choice.",
+       shown=''),
     _o('apps', (WSGI,), to_words, [],
        'The WSGI pipeline: app section names, first to last. Each section has a call = '
        'naming a class; the last passes unmatched requests to brimd\'s 404.', shown='',
@@ -356,7 +373,7 @@ OPTIONS: tuple[Option, ...] = (
        'joined up to this size).', units='bytes'),
     _o('call', (TCP, UDP), to_dotted, None,
        'The handler class, package.module.Class, called for each connection (TCP) or '
-       'datagram (UDP).', shown='required', section_only=True),
+       'datagram (UDP). Required.', shown='', section_only=True),
     _o('max_datagram_size', (UDP,), to_positive_int, 65536,
        'The largest datagram read; longer ones are truncated.', units='bytes'),
     _o('daemons', (DAEMONS,), to_words, [],
@@ -585,8 +602,8 @@ def _render_option(option: Option, active: dict[str, str], where: bool) -> list[
         text += ' In %s.' % option.units
     if where:
         kinds = sorted(option.kinds & ALL_SUBSERVERS, key=SUBSERVER_KINDS.index)
-        text += ' (Valid in: %s.)' % ' '.join(['brim'] + ['[%s]' % k for k in kinds]) if kinds else ''
-        text = text.replace('brim [', '[brim] [').replace('Valid in: brim.', 'Valid in: [brim] only.')
+        sections = ['[%s]' % kind for kind in kinds]
+        text += ' (Valid in [brim] and %s.)' % ' '.join(sections) if sections else ' ([brim] only.)'
     return lines + _comment(text)
 
 

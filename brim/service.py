@@ -420,7 +420,12 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # SIGKILL is not instant: reap (and log) the killed ones, bounded.
+        deadline = time.monotonic() + 1.0
         self.reap()
+        while self.children and time.monotonic() < deadline:
+            time.sleep(0.01)
+            self.reap()
 
 
 def sustain_workers(workers_desired: int, worker_func: Callable[[int], Optional[int]],

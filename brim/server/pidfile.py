@@ -18,9 +18,10 @@ def read_pid(path: str) -> Optional[int]:
     try:
         with open(path) as fp:
             text = fp.read(64).strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # a garbled (binary) file too
         return None
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    # isascii: str.isdigit() accepts digits such as '\xb2' that int() refuses.
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
 
 def write_pid(path: str, pid: int) -> None:
