@@ -120,7 +120,9 @@ class Server:
                 try:
                     sub.bind()
                 except StartupError as err:
-                    raise StartupError('[%s] %s' % (sub.name, err)) if not str(err).startswith('[') else err
+                    if str(err).startswith('['):
+                        raise
+                    raise StartupError('[%s] %s' % (sub.name, err)) from None
         except BrimError:
             for sub in self.ip_subservers():
                 sub.close_sockets()

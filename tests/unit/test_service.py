@@ -18,6 +18,7 @@ import pytest
 from brim.errors import StartupError
 from brim.log import get_logger
 from brim.server.pidfile import process_state
+from brim import service
 from brim.service import (
     EXIT_BOOT_FAILED, describe_status, get_listening_tcp_socket, get_listening_udp_socket, signum2str,
     sustain_workers)
@@ -564,3 +565,46 @@ def test_on_spawn_and_on_stop_callbacks(tmp_path):
         os.kill(sup.pid, signal.SIGTERM)
         assert sup.wait_exit() is not None
         assert [p.name for p in tmp_path.glob('stop.*')] == ['stop.SIGTERM']
+
+
+def _in_child(func):
+    """Run ``func()`` in a forked child; return what it wrote (or its error)."""
+    import json
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            result = {'ok': func()}
+        except BaseException as err:  # noqa: B036 - report anything to the parent
+            result = {'error': '%s: %s' % (type(err).__name__, err)}
+        os.write(write_end, json.dumps(result).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, 'rb') as fp:
+        data = fp.read()
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='changing user needs root')
+def test_droppriv_to_nobody_sets_ids_umask_session_and_cwd():
+    import pwd
+    nobody = pwd.getpwnam('nobody')
+
+    def drop():
+        service.droppriv('nobody', None, 0o027)
+        umask = os.umask(0)
+        return [os.getuid(), os.geteuid(), os.getgid(), os.getgroups(), umask, os.getsid(0) == os.getpid(),
+                os.getcwd()]
+    result = _in_child(drop)
+    assert 'ok' in result, result
+    uid, euid, gid, groups, umask, leader, cwd = result['ok']
+    assert (uid, euid, gid) == (nobody.pw_uid, nobody.pw_uid, nobody.pw_gid)
+    assert 0 not in groups  # root's supplementary groups are gone
+    assert (umask, leader, cwd) == (0o027, True, '/')
+
+
+def test_droppriv_unknown_user_is_one_line_error():
+    result = _in_child(lambda: service.droppriv('no_such_user_xyz'))
+    assert result['error'].startswith('StartupError: cannot drop privileges: no such user or group')
