@@ -499,7 +499,7 @@ class ServerConf:
 
     def app_sections(self) -> list[tuple[str, SubserverConf]]:
         """``(app section, subserver)`` for every app a subserver names."""
-        pairs = []
+        pairs: list[tuple[str, SubserverConf]] = []
         for sub in self.subservers:
             if sub.kind == WSGI:
                 pairs.extend((app, sub) for app in sub['apps'])
@@ -583,7 +583,18 @@ SAMPLE_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...], Optional[str]], .
     (DAEMONS, (('daemons', 'daemon_sample'),), None),
     ('daemon_sample', (('call', 'brim.daemon_sample.DaemonSample'), ('interval', '5')),
      'brim.daemon_sample.DaemonSample'),
+    ('auth', (('call', 'brim.wsgi_basic_auth.WSGIBasicAuth'), ('auth_path', '/etc/brimd.auth')),
+     'brim.wsgi_basic_auth.WSGIBasicAuth'),
+    ('files', (('call', 'brim.wsgi_fs.WSGIFS'), ('path', '/files'), ('serve_path', '/srv/www')),
+     'brim.wsgi_fs.WSGIFS'),
 )
+
+#: Sample sections written commented out (they need files of the operator's),
+#: with the lines that introduce them.
+SAMPLE_COMMENTED = {
+    'auth': ('Password-protected files: create the auth file and the directory, uncomment',
+             '[auth] and [files], and set [wsgi] apps = auth files echo stats'),
+}
 
 
 def _comment(text: str, width: int = 78) -> list[str]:
@@ -616,7 +627,12 @@ def _app_options(dotted: str) -> tuple[Option, ...]:
 def render_sample() -> str:
     """Return the text of ``brimd.conf-sample``, generated from the registry."""
     out = [SAMPLE_HEADER]
+    commented = False
     for section, settings, app in SAMPLE_SECTIONS:
+        if section in SAMPLE_COMMENTED:
+            commented = True
+            out.extend(['# ' + line for line in SAMPLE_COMMENTED[section]] + [''])
+        start = len(out)
         active = dict(settings)
         out.append('[%s]' % section)
         if app and section not in SUBSERVER_KINDS:
@@ -635,8 +651,14 @@ def render_sample() -> str:
         for option in options:
             out.extend(_render_option(option, active, section == GLOBAL))
         out.extend('%s = %s' % item for item in active.items())
+        if commented:
+            out[start:] = _comment_out(out[start:])
         out.append('')
     return '\n'.join(out)
+
+
+def _comment_out(lines: list[str]) -> list[str]:
+    return [line if line.startswith('#') or not line else '# ' + line for line in lines]
 
 
 if __name__ == '__main__':

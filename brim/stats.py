@@ -173,9 +173,9 @@ class SharedStats:
                     if types[name] in ('sum', 'min', 'max'):
                         rolled.setdefault(name, []).append(value)
             entry: dict = {}
-            for name, values in rolled.items():
+            for name, seen in rolled.items():
                 kind = types[name]
-                entry[name] = sum(values) if kind == 'sum' else min(values) if kind == 'min' else max(values)
+                entry[name] = sum(seen) if kind == 'sum' else min(seen) if kind == 'min' else max(seen)
             entry.update(per_bucket)
             out[subserver] = entry
         return out

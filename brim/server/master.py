@@ -193,9 +193,9 @@ class Server:
         except ValueError:
             raise StartupError('loading the apps failed (the probe process died)') from None
         if 'error' in message:
-            err = BrimError(message['error'])
-            err.remote_trace = message.get('trace')  # type: ignore[attr-defined]
-            raise err
+            failure = BrimError(message['error'])
+            failure.remote_trace = message.get('trace')  # type: ignore[attr-defined]
+            raise failure
         return message['layout'], message['warnings']
 
     def drop_privileges(self) -> None:
@@ -230,7 +230,7 @@ class Server:
         """Daemonize and serve. Returns the exit status."""
         self.load_conf()
         pid = pidfile.read_pid(self.pid_file) if self.pid_file else None
-        if pidfile.is_running(pid):
+        if pid is not None and pidfile.is_running(pid):
             self.say('%d already running' % pid)
             return 0
         self.check_pid_file_writable()
@@ -420,7 +420,7 @@ class Server:
     def cmd_stop(self) -> int:
         self.load_conf()
         pid, exited = self._signal_and_wait(signal.SIGTERM)
-        if not exited:
+        if not exited or pid is None:
             self._not_running(pid)
             return 0
         self.say('%d stopped' % pid)
@@ -429,7 +429,7 @@ class Server:
     def cmd_shutdown(self) -> int:
         self.load_conf()
         pid, exited = self._signal_and_wait(signal.SIGHUP)
-        if not exited:
+        if not exited or pid is None:
             self._not_running(pid)
             return 0
         self.wait_ports_released()
@@ -497,8 +497,8 @@ class Server:
         user = self.values.get('user') or '(current user)'
         self.say('pid file: %s; user: %s; group: %s' % (self.pid_file or '(none)', user,
                                                          self.values.get('group') or '(default)'))
-        for sub in self.subservers:
-            self.say(sub.describe())
+        for each in self.subservers:
+            self.say(each.describe())
         self.say('conf OK')
         return 0
 

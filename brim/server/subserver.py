@@ -31,6 +31,7 @@ from brim.stats import BucketStats
 if TYPE_CHECKING:
     from brim.server.master import Server
 
+_setproctitle: Optional[Callable[[str], None]]
 try:  # setproctitle is optional: process titles are a convenience.
     from setproctitle import setproctitle as _setproctitle
 except ImportError:  # pragma: no cover
@@ -362,7 +363,7 @@ def run_green(runners: list[Runner], logger: logging.Logger,
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     threads = [eventlet.spawn(runner.serve) for runner in runners]
-    stopping = []
+    stopping: list[int] = []
 
     def watch() -> None:
         while True:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from brim.log import NOTICE, access_line, sysloggable_excinfo, utc_stamp
 from brim.server.subserver import Runner, StreamSubserver, import_eventlet
@@ -92,7 +92,7 @@ class _Input:
     def readlines(self, hint: Optional[int] = -1) -> list[bytes]:
         return self._input.readlines(hint)
 
-    def __iter__(self) -> Iterable[bytes]:
+    def __iter__(self) -> Iterator[bytes]:
         read, chunk = self._input.read, self._chunk
         while True:
             data = read(chunk)
@@ -121,7 +121,7 @@ class _Response:
         self.bytes_out = 0
         self.finished = False
 
-    def __iter__(self) -> Iterable[bytes]:
+    def __iter__(self) -> Iterator[bytes]:
         try:
             for chunk in self.body:
                 self.bytes_out += len(chunk)
