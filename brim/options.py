@@ -497,16 +497,6 @@ class ServerConf:
     def __getitem__(self, option: str) -> Any:
         return self.values[option]
 
-    def app_sections(self) -> list[tuple[str, SubserverConf]]:
-        """``(app section, subserver)`` for every app a subserver names."""
-        pairs: list[tuple[str, SubserverConf]] = []
-        for sub in self.subservers:
-            if sub.kind == WSGI:
-                pairs.extend((app, sub) for app in sub['apps'])
-            elif sub.kind == DAEMONS:
-                pairs.extend((daemon, sub) for daemon in sub['daemons'])
-        return pairs
-
 
 def resolve(conf: Conf) -> ServerConf:
     """Resolve every brimd option of ``conf``.

@@ -146,9 +146,9 @@ def capture_exceptions_stdout_stderr(
         os.dup2(null, fd)
     os.close(null)
     if stdout_func:
-        sys.stdout = _LineWriter(stdout_func)  # type: ignore[assignment]
+        sys.stdout = _LineWriter(stdout_func)
     if stderr_func:
-        sys.stderr = _LineWriter(stderr_func)  # type: ignore[assignment]
+        sys.stderr = _LineWriter(stderr_func)
 
 
 def _bind_address(ip: str, port: int, socktype: int) -> tuple[int, tuple]:

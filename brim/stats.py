@@ -120,9 +120,6 @@ class BucketStats:
         cell = self._cell(name)
         self._cells[cell] = (self._cells[cell] + 1) & _MASK
 
-    def names(self) -> list[str]:
-        return list(self._index)
-
 
 class SharedStats:
     """The shared cells of a :class:`StatsLayout`, created before fork.

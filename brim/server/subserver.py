@@ -327,6 +327,25 @@ class HandlerRunner(Runner):
             pass
 
 
+class HandlerSubserver(IPSubserver):
+    """A TCP or UDP subserver: one handler class, named by its own ``call =``,
+    run by :attr:`runner`, whose ``count`` stat is counted per unit."""
+
+    runner: type[HandlerRunner] = HandlerRunner
+
+    def app_specs(self) -> list[tuple[str, str]]:
+        return [(self.name, self.values['call'])]
+
+    def builtin_stats(self) -> list[tuple[str, str]]:
+        return [('start_time', 'worker'), (self.runner.count, 'sum')]
+
+    def describe(self) -> str:
+        return '%s, call: %s' % (super().describe(), self.values['call'])
+
+    def make_runner(self, index: int, stats: BucketStats) -> Runner:
+        return self.runner(self, stats)
+
+
 def run_green(runners: list[Runner], logger: logging.Logger,
               parent_pid: Optional[int] = None, foreground: bool = False) -> None:
     """Run ``runners`` in green threads until they finish.

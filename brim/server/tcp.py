@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from brim.server.subserver import HandlerRunner, Runner, StreamSubserver
+from brim.server.subserver import HandlerRunner, HandlerSubserver, StreamSubserver
 from brim.stats import BucketStats
 
 
@@ -44,20 +44,9 @@ class TCPRunner(HandlerRunner):
                 pass
 
 
-class TCPSubserver(StreamSubserver):
+class TCPSubserver(HandlerSubserver, StreamSubserver):
     """Subserver for a ``[tcp]``, ``[tcp2]``, ``[tcp#name]`` section."""
 
     kind = 'tcp'
     app_kind = 'tcp'
-
-    def app_specs(self) -> list[tuple[str, str]]:
-        return [(self.name, self.values['call'])]
-
-    def builtin_stats(self) -> list[tuple[str, str]]:
-        return [('start_time', 'worker'), ('connection_count', 'sum')]
-
-    def describe(self) -> str:
-        return '%s, call: %s' % (super().describe(), self.values['call'])
-
-    def make_runner(self, index: int, stats: BucketStats) -> Runner:
-        return TCPRunner(self, stats)
+    runner = TCPRunner

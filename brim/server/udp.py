@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from brim.server.subserver import DatagramSubserver, HandlerRunner, Runner
+from brim.server.subserver import DatagramSubserver, HandlerRunner, HandlerSubserver
 from brim.stats import BucketStats
 
 
@@ -31,20 +31,9 @@ class UDPRunner(HandlerRunner):
         handler(self.sub, self.stats, self.sock, datagram, address[0], address[1])
 
 
-class UDPSubserver(DatagramSubserver):
+class UDPSubserver(HandlerSubserver, DatagramSubserver):
     """Subserver for a ``[udp]``, ``[udp2]``, ``[udp#name]`` section."""
 
     kind = 'udp'
     app_kind = 'udp'
-
-    def app_specs(self) -> list[tuple[str, str]]:
-        return [(self.name, self.values['call'])]
-
-    def builtin_stats(self) -> list[tuple[str, str]]:
-        return [('start_time', 'worker'), ('datagram_count', 'sum')]
-
-    def describe(self) -> str:
-        return '%s, call: %s' % (super().describe(), self.values['call'])
-
-    def make_runner(self, index: int, stats: BucketStats) -> Runner:
-        return UDPRunner(self, stats)
+    runner = UDPRunner

@@ -395,7 +395,6 @@ def test_resolve_finds_subservers_in_conf_order():
     assert resolved['umask'] == 0o022
     assert resolved.conf is conf
     assert resolved.warnings == []
-    assert resolved.app_sections() == [('echo', subs['wsgi']), ('d', subs['daemons'])]
 
 
 @pytest.mark.parametrize('store, expected', [
