@@ -54,6 +54,7 @@ from typing import Any, Optional
 
 from brim.conf import Conf
 from brim.errors import ConfError
+from brim.options import app_option, parse_section, to_path, to_str
 from brim.http import (
     HTTPException,
     HTTPForbidden,
@@ -190,6 +191,14 @@ class WSGIFS:
         self.serve_path: str = os.path.realpath(parsed_conf['serve_path'])
         self._prefix = '/' + self.path if self.path else ''
 
+    #: This app's options, declared once: parse_conf, brimd check and
+    #: brimd.conf-sample all use them.
+    OPTIONS = (
+        app_option('path', to_str, '/', 'The URL prefix served; requests for other paths go to the next app.'),
+        app_option('serve_path', to_path, '', 'The directory whose files are served (required). Nothing '
+                   'outside it is ever served; a symlink is followed only if its target is inside it.'),
+    )
+
     @classmethod
     def parse_conf(cls, name: str, conf: Conf) -> dict[str, Any]:
         """Return this app's settings from ``conf`` (see :mod:`brim.wsgi_fs`).
@@ -200,8 +209,8 @@ class WSGIFS:
         Raises:
             ConfError: if ``serve_path`` is not set or is not a directory.
         """
-        path = conf.get(name, 'path', '/')
-        serve_path = conf.get_path(name, 'serve_path')
+        parsed = parse_section(name, conf, cls.OPTIONS)
+        path, serve_path = parsed['path'], parsed['serve_path']
         if not serve_path:
             raise ConfError(name, 'serve_path', None, 'is required')
         if not os.path.isdir(serve_path):

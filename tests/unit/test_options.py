@@ -466,7 +466,7 @@ def _sample_option_lines(text):
     found = {}
     section = None
     for line in text.splitlines():
-        match = re.match(r'^\[(.+)\]$', line)
+        match = re.match(r'^(?:# )?\[(.+)\]$', line)  # commented-out sections too
         if match:
             section = match.group(1)
             continue
