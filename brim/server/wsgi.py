@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from typing import Any, Callable, Iterable, Iterator, Optional
+from urllib.parse import urlsplit
 
 from brim.log import NOTICE, access_line, sysloggable_excinfo, utc_stamp
 from brim.server.subserver import Runner, StreamSubserver, import_eventlet
@@ -169,6 +170,27 @@ def framing_error(version: str, headers: Any) -> Optional[str]:
     return None
 
 
+def origin_form(target: str, headers: Any) -> str:
+    """Turn an absolute-form request target into origin form.
+
+    RFC 9112 §3.2.2: "A server MUST accept the absolute-form in requests"
+    and, when it does, "MUST ignore the received Host header field (if any)
+    and instead use the host information of the request-target": the Host
+    header is replaced by the target's authority.
+
+    Args:
+        target: ``http://host[:port]/path?query``.
+        headers: The request's ``email.message.Message``; its Host is replaced.
+
+    Returns:
+        ``/path?query`` (``/`` when the target has no path).
+    """
+    parts = urlsplit(target)
+    del headers['Host']
+    headers['Host'] = parts.netloc
+    return (parts.path or '/') + ('?' + parts.query if parts.query else '')
+
+
 def _protocol_class(eventlet_wsgi: Any) -> type:
     """Eventlet's HttpProtocol with brim's strict framing and PEP 3333 environ.
 
@@ -180,6 +202,8 @@ def _protocol_class(eventlet_wsgi: Any) -> type:
       connection before any app runs.
     - A malformed request line gets a 400 with a status line (Eventlet
       answers it as HTTP/0.9, with no status line).
+    - An absolute-form request target is served as its origin form
+      (:func:`origin_form`); Eventlet takes the whole URL as the path.
     """
     if not _PROTOCOL:
         class BrimHttpProtocol(eventlet_wsgi.HttpProtocol):
@@ -190,6 +214,8 @@ def _protocol_class(eventlet_wsgi: Any) -> type:
                     return False
                 reason = framing_error(self.request_version, self.headers)
                 if reason is None:
+                    if self.path[:1] != '/' and self.path.lower().startswith(('http://', 'https://')):
+                        self.path = origin_form(self.path, self.headers)
                     return True
                 body = ('400 Bad Request: %s\n' % reason).encode('ascii')
                 self.wfile.write(b'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n'

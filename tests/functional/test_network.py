@@ -114,3 +114,17 @@ def test_ambiguous_requests_get_400_and_close(brimd, request_bytes):
     assert http_request(port, 'POST', '/echo', b'still fine')[2] == b'still fine'
     stats_status = _raw_http(port, b'GET /stats HTTP/1.0\r\n\r\n')  # the worker still serves
     assert stats_status.startswith(b'HTTP/1.1 404')
+
+
+def test_absolute_form_target_is_served(brimd):
+    # RFC 9112 §3.2.2: a server MUST accept the absolute-form; the target's
+    # authority replaces the Host header.
+    port = free_port()
+    brimd.write_conf('[wsgi]\nport = %d\napps = echo\n[echo]\ncall = brim.wsgi_echo.WSGIEcho\n' % port)
+    brimd.start()
+    wait_until(lambda: port_accepts(port), what='port')
+    response = _raw_http(port, b'POST http://example.test:8000/echo HTTP/1.1\r\nHost: other\r\n'
+                               b'Content-Length: 5\r\nConnection: close\r\n\r\nhello')
+    assert response.startswith(b'HTTP/1.1 200') and response.endswith(b'\r\n\r\nhello')
+    log = brimd.wait_log('POST /echo HTTP/1.1 200')
+    assert 'http://' not in log
