@@ -176,7 +176,10 @@ def _listening_socket(ip: str, port: int, socktype: int, retry: float,
     while True:
         sock = socket.socket(family, socktype)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if socktype == socket.SOCK_STREAM:
+                # For TCP, only lets us bind over TIME_WAIT connections. On
+                # UDP it would let two servers share a port unawares: not set.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6 and ip == '*':
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(address)

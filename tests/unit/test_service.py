@@ -608,3 +608,12 @@ def test_droppriv_to_nobody_sets_ids_umask_session_and_cwd():
 def test_droppriv_unknown_user_is_one_line_error():
     result = _in_child(lambda: service.droppriv('no_such_user_xyz'))
     assert result['error'].startswith('StartupError: cannot drop privileges: no such user or group')
+
+
+def test_udp_port_in_use_is_refused():
+    first = get_listening_udp_socket('127.0.0.1', 0, retry=0)
+    try:
+        with pytest.raises(StartupError, match='in use'):
+            get_listening_udp_socket('127.0.0.1', first.getsockname()[1], retry=0)
+    finally:
+        first.close()
