@@ -208,6 +208,7 @@ def _protocol_class(eventlet_wsgi: Any) -> type:
     if not _PROTOCOL:
         class BrimHttpProtocol(eventlet_wsgi.HttpProtocol):
             default_request_version = 'HTTP/1.0'
+            path: str  # the request target (http.server.BaseHTTPRequestHandler)
 
             def parse_request(self) -> bool:
                 if not super().parse_request():
