@@ -9,7 +9,8 @@ NOTICE so operators can filter access logs on it.
 Where lines go: ``log_file`` set → that file (``-`` → stderr); else syslog
 through ``/dev/log`` (``/var/run/syslog`` on macOS); with no such socket,
 stderr in the foreground and ``~/.brimd.log`` (``/var/log/brimd.log`` as
-root) when daemonized. Nothing is dropped silently.
+root) when daemonized. Nothing is dropped silently. Log files reopen on
+SIGUSR1 (:func:`reopen_log_files`), for logrotate.
 
 Invariant: formatting the access line (:func:`access_line`) is a pure
 function; nothing here touches sockets except the syslog handler.
@@ -22,6 +23,7 @@ import os
 import sys
 import time
 import traceback
+import weakref
 from logging.handlers import SysLogHandler
 from types import TracebackType
 from typing import Iterable, Optional
@@ -37,6 +39,51 @@ class _SysLogHandler(SysLogHandler):
     """SysLogHandler that maps NOTICE to syslog's notice priority."""
 
     priority_map = dict(SysLogHandler.priority_map, NOTICE='notice')
+
+
+class ReopenableFileHandler(logging.FileHandler):
+    """A log file that :func:`reopen_log_files` makes reopen (log rotation).
+
+    Reopening happens at the next record, in the thread that logs, never in
+    a signal handler. If the file cannot be opened (say privileges have
+    dropped and the directory is root's), the old file is kept and the
+    failure is written to it.
+    """
+
+    _instances: 'weakref.WeakSet[ReopenableFileHandler]' = weakref.WeakSet()
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, encoding='utf-8')
+        self.reopen_requested = False
+        ReopenableFileHandler._instances.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.reopen_requested:
+            self.reopen_requested = False
+            self.reopen()
+        super().emit(record)
+
+    def reopen(self) -> None:
+        try:
+            stream = self._open()
+        except OSError as err:
+            if self.stream is not None:
+                self.stream.write('cannot reopen log file %s: %s; still writing to the old one\n'
+                                  % (self.baseFilename, err.strerror))
+            return
+        old, self.stream = self.stream, stream
+        if old is not None:
+            old.close()
+
+
+def reopen_log_files() -> None:
+    """Ask every log file of this process to reopen at its next record.
+
+    Safe to call from a signal handler: it only sets flags. Used on SIGUSR1
+    after logrotate has moved the files.
+    """
+    for handler in list(ReopenableFileHandler._instances):
+        handler.reopen_requested = True
 
 
 def fallback_log_path() -> str:
@@ -79,7 +126,7 @@ def make_handler(name: str, facility: str, log_file: str, console: bool) -> logg
         handler = logging.StreamHandler(sys.stderr)
     else:
         # Append mode: every process writes whole lines with O_APPEND.
-        handler = logging.FileHandler(path, encoding='utf-8')
+        handler = ReopenableFileHandler(path)
     formatter = logging.Formatter(stamp, '%Y-%m-%dT%H:%M:%S')
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)

@@ -352,6 +352,32 @@ OPTIONS: tuple[Option, ...] = (
     _o('listen_retry', _IP, to_seconds, 30.0,
        'Seconds to keep retrying to bind a port in use before giving up.',
        shown='30', units='seconds'),
+    _o('graceful_timeout', _ALL, to_seconds, 30.0,
+       'Seconds a worker or daemon may take to finish its in-flight work after a graceful '
+       'shutdown, restart or recycle (SIGHUP) before it is killed, and the kill logged; '
+       '0 waits for ever.', shown='30', units='seconds'),
+    _o('worker_timeout', _IP, to_seconds, 30.0,
+       'Seconds a worker\'s event loop may go without running (an app blocking it, say '
+       'with time.sleep) before the worker is killed and replaced; 0 for off.',
+       shown='30', units='seconds'),
+    _o('max_requests', _IP, to_nonnegative_int, 0,
+       'Retire a worker gracefully after this many requests (connections for TCP, '
+       'datagrams for UDP), its replacement serving first; 0 for never.'),
+    _o('max_requests_jitter', _IP, to_nonnegative_int, 0,
+       'Add a random 0 to this many to each worker\'s max_requests, so workers do not all '
+       'retire at once.'),
+    _o('max_lifetime', _IP, to_seconds, 0.0,
+       'Retire a worker gracefully after this many seconds; 0 for never.', shown='0',
+       units='seconds'),
+    _o('max_lifetime_jitter', _IP, to_seconds, 0.0,
+       'Add a random 0 to this many seconds to each worker\'s max_lifetime.', shown='0',
+       units='seconds'),
+    _o('max_rss', _IP, to_nonnegative_int, 0,
+       'Retire a worker gracefully once its resident memory exceeds this many MiB; 0 for '
+       'no limit.', units='MiB'),
+    _o('min_lifetime', _IP, to_seconds, 10.0,
+       'Seconds a worker runs at least before max_requests, max_lifetime or max_rss may '
+       'retire it (no restart storms).', shown='10', units='seconds'),
     _o('eventlet_hub', _G + _ALL, to_hub, '',
        "The Eventlet hub (epolls, poll, selects, kqueue). Default: Eventlet's own choice.",
        shown=''),

@@ -4,8 +4,10 @@
 them running. Its loop reads as steps: wait for a signal (with a timeout,
 never a blocking ``os.wait()``, which since PEP 475 a signal no longer
 interrupts), handle recorded signals, reap every exited child with
-``waitpid(-1, WNOHANG)`` and log its decoded status, restore the worker count
-(throttled), check the parent is alive.
+``waitpid(-1, WNOHANG)`` and log its decoded status, then the watchdog
+(children whose :func:`heartbeat` stopped), recycling (one worker at a time,
+its replacement serving first), restoring the worker count (throttled, with
+exponential backoff for crash loops), and a check that the parent is alive.
 
 Invariants: signal handlers only record the signal number (and wake the loop
 through :func:`signal.set_wakeup_fd`); nothing is logged inside a handler.
@@ -18,8 +20,10 @@ from __future__ import annotations
 import errno
 import grp
 import logging
+import mmap
 import os
 import pwd
+import random
 import select
 import signal
 import socket
@@ -29,6 +33,7 @@ from types import TracebackType
 from typing import Callable, Optional
 
 from brim.errors import StartupError
+from brim.log import sysloggable_excinfo
 
 #: Exit status of a worker that could not boot (EX_CONFIG, sysexits.h):
 #: the supervisor logs it and does not restart that worker.
@@ -211,6 +216,38 @@ def get_listening_tcp_socket(ip: str, port: int, backlog: int = 4096, retry: flo
     return _listening_socket(ip, port, socket.SOCK_STREAM, retry, lambda s: s.listen(backlog))
 
 
+def take_listening_socket(sockets: list[socket.socket], ip: str, port: int,
+                          socktype: int) -> Optional[socket.socket]:
+    """Remove from ``sockets`` and return the one already bound to ``ip:port``.
+
+    For taking over the sockets of a running server (``brimd restart``),
+    so the port is never closed with connections queued on it.
+
+    Args:
+        sockets: Bound sockets to choose from.
+        ip, port: As for :func:`get_listening_tcp_socket` (port 0 never matches).
+        socktype: ``socket.SOCK_STREAM`` or ``socket.SOCK_DGRAM``.
+    """
+    if not port:
+        return None
+    try:
+        family, address = _bind_address(ip, port, socktype)
+        wanted = socket.inet_pton(family, address[0])
+    except (OSError, UnicodeError):
+        return None
+    for sock in sockets:
+        try:
+            if sock.family != family or sock.type != socktype:
+                continue
+            bound = sock.getsockname()
+            if bound[1] == port and socket.inet_pton(family, bound[0].split('%')[0]) == wanted:
+                sockets.remove(sock)
+                return sock
+        except OSError:
+            continue
+    return None
+
+
 def get_listening_udp_socket(ip: str, port: int, retry: float = 30) -> socket.socket:
     """Return a plain UDP socket bound to ``ip:port``.
 
@@ -222,16 +259,165 @@ def get_listening_udp_socket(ip: str, port: int, retry: float = 30) -> socket.so
     return _listening_socket(ip, port, socket.SOCK_DGRAM, retry, lambda s: None)
 
 
+#: Seconds a child must run before its exit stops counting as part of a crash loop.
+CRASH_LOOP_WINDOW = 10.0
+#: The longest wait, in seconds, between restarts of a crash-looping child.
+MAX_BACKOFF = 60.0
+#: Seconds a recycling replacement may take to report it is serving before
+#: the old child is retired anyway.
+REPLACEMENT_WAIT = 60.0
+
+_HEARTBEAT: list = []  # [(cells, cell)] in a sustained child
+
+
+def heartbeat() -> None:
+    """Tell this process's supervisor that it is alive (its loop is running).
+
+    A child of :func:`sustain_workers` that calls this at least once is
+    watched: if it then stops calling it for ``worker_timeout`` seconds, its
+    supervisor kills and replaces it. Its first call also means "serving"
+    (a recycling replacement is waited for until then). Outside a sustained
+    child this does nothing. Cost: one 8-byte store in shared memory.
+    """
+    if _HEARTBEAT:
+        cells, cell = _HEARTBEAT[0]
+        cells[cell] = int(time.monotonic() * 1000) or 1
+
+
+def exit_code(status: int) -> int:
+    """A ``waitpid`` status as a shell would show it: the exit status, or
+    128 plus the signal number for a child killed by a signal."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    return status
+
+
+def rss_bytes(pid: int) -> Optional[int]:
+    """The resident set size of ``pid`` in bytes (from ``/proc/PID/statm``), or None."""
+    try:
+        with open('/proc/%d/statm' % pid, 'rb') as fp:
+            fields = fp.read().split()
+        return int(fields[1]) * os.sysconf('SC_PAGE_SIZE')
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Recycler:
+    """When to retire a healthy worker gracefully (capacity-safe recycling).
+
+    Each limit is 0 for off. A worker is retired once it has run
+    ``min_lifetime`` seconds and has served its request limit
+    (``max_requests`` plus a random 0 to ``max_requests_jitter``), lived its
+    lifetime limit (``max_lifetime`` plus a random 0 to
+    ``max_lifetime_jitter`` seconds), or grown past ``max_rss`` bytes
+    resident. Limits are drawn for each worker when it starts.
+
+    Args:
+        served: ``served(index)`` returns the count of requests (or
+            connections, datagrams) that worker index has served; read at
+            start and again to see how many this worker served.
+    """
+
+    def __init__(self, served: Callable[[int], int], max_requests: int = 0, max_requests_jitter: int = 0,
+                 max_lifetime: float = 0.0, max_lifetime_jitter: float = 0.0, max_rss: int = 0,
+                 min_lifetime: float = 0.0) -> None:
+        self.served = served
+        self.max_requests = max_requests
+        self.max_requests_jitter = max_requests_jitter
+        self.max_lifetime = max_lifetime
+        self.max_lifetime_jitter = max_lifetime_jitter
+        self.max_rss = max_rss
+        self.min_lifetime = min_lifetime
+
+    def active(self) -> bool:
+        return bool(self.max_requests or self.max_lifetime or self.max_rss)
+
+    def limits(self, index: int) -> tuple[int, int, float]:
+        """``(served at start, request limit, lifetime limit)`` for a new worker."""
+        requests = self.max_requests + random.randint(0, self.max_requests_jitter) if self.max_requests else 0
+        lifetime = self.max_lifetime + random.uniform(0, self.max_lifetime_jitter) if self.max_lifetime else 0.0
+        return self.served(index), requests, lifetime
+
+    def reason(self, child: '_Child', now: float) -> Optional[str]:
+        """Why ``child`` should be retired now, or None."""
+        age = now - child.started
+        if age < self.min_lifetime:
+            return None
+        if child.max_requests:
+            served = (self.served(child.index) - child.base_served) & ((1 << 64) - 1)
+            if served >= child.max_requests:
+                return 'served %d requests (max_requests)' % served
+        if child.max_lifetime and age >= child.max_lifetime:
+            return 'ran %.0f seconds (max_lifetime)' % age
+        if self.max_rss:
+            rss = rss_bytes(child.pid)
+            if rss is not None and rss > self.max_rss:
+                return 'uses %.1f MiB resident (max_rss %.0f MiB)' % (rss / 2 ** 20, self.max_rss / 2 ** 20)
+        return None
+
+
+class _Child:
+    """A forked child, as its supervisor tracks it."""
+
+    __slots__ = ('pid', 'index', 'slot', 'started', 'retiring', 'hup_at', 'killed', 'base_served',
+                 'max_requests', 'max_lifetime')
+
+    def __init__(self, pid: int, index: int, slot: int, started: float) -> None:
+        self.pid = pid
+        self.index = index
+        self.slot = slot
+        self.started = started
+        self.retiring = ''  # why it is being recycled
+        self.hup_at: Optional[float] = None
+        self.killed = ''  # why its supervisor killed it
+        self.base_served = 0
+        self.max_requests = 0
+        self.max_lifetime = 0.0
+
+
+class _Bucket:
+    """What a supervisor remembers about one index across its children."""
+
+    __slots__ = ('restarts', 'recycles', 'quick_exits', 'next_start', 'last_exit', 'backoff')
+
+    def __init__(self) -> None:
+        self.restarts = 0
+        self.recycles = 0
+        self.quick_exits = 0
+        self.next_start = 0.0
+        self.last_exit = 0
+        self.backoff = 0.0
+
+
+#: ``status(index, pid, restarts, recycles, last_exit, backoff)``: called
+#: whenever one of them changes for an index (pid 0: none running).
+StatusHook = Callable[[int, int, int, int, int, float], None]
+
+
 class Supervisor:
     """Forks ``workers_desired`` children running ``worker_func(index)`` and
-    keeps them running until HUP or TERM; see :func:`sustain_workers`.
+    keeps them running until HUP or TERM; see :func:`sustain_workers` for
+    the arguments.
+
+    Each pass of :meth:`run`: handle recorded signals, reap exited children
+    (logging each status), then either enforce the graceful deadline
+    (stopping) or run the watchdog, recycle one worker if due, and restore
+    missing children; then call ``on_pass`` and sleep until a signal, a
+    watched descriptor, or the next deadline.
     """
 
     def __init__(self, workers_desired: int, worker_func: Callable[[int], Optional[int]],
                  logger: Optional[logging.Logger] = None, name: str = 'worker',
                  respawn_interval: float = 1.0, on_stop: Optional[Callable[[int], None]] = None,
                  wait_on_hup: bool = True, on_spawn: Optional[Callable[[int], None]] = None,
-                 watch_parent: bool = True, label: Optional[Callable[[int], str]] = None) -> None:
+                 watch_parent: bool = True, label: Optional[Callable[[int], str]] = None,
+                 graceful_timeout: float = 0.0, worker_timeout: float = 0.0,
+                 recycler: Optional[Recycler] = None, status: Optional[StatusHook] = None,
+                 on_pass: Optional[Callable[[], None]] = None,
+                 readers: Optional[dict[int, Callable[[], None]]] = None,
+                 on_usr1: Optional[Callable[[], None]] = None, max_backoff: float = MAX_BACKOFF) -> None:
         self.workers_desired = workers_desired
         self.worker_func = worker_func
         self.logger = logger or logging.getLogger('brim.service')
@@ -242,15 +428,33 @@ class Supervisor:
         self.wait_on_hup = wait_on_hup
         self.watch_parent = watch_parent
         self.label = label or (lambda index: '%s %d' % (name, index))
-        self.children: dict[int, int] = {}  # pid -> index
+        self.graceful_timeout = graceful_timeout
+        self.worker_timeout = worker_timeout
+        self.recycler = recycler if recycler is not None and recycler.active() else None
+        self.status = status
+        self.on_pass = on_pass
+        self.readers = readers or {}
+        self.on_usr1 = on_usr1
+        self.max_backoff = max_backoff
+        self.children: dict[int, _Child] = {}  # pid -> child
+        self.buckets = [_Bucket() for _ in range(max(workers_desired, 1))]
         self.failed: set[int] = set()
         self.pending: list[int] = []
         self.stopping: Optional[int] = None
+        self.stop_at = 0.0
         self.last_spawn = 0.0
+        self.initial_done = False
+        self.recycling: Optional[tuple[_Child, _Child]] = None  # (old, replacement)
         self.parent = os.getppid()
         self._wake_r = self._wake_w = -1
+        # One heartbeat cell per slot: a slot per worker plus one for a
+        # recycling replacement. Shared with the children (forked after).
+        self._beats_mmap = mmap.mmap(-1, 8 * (max(workers_desired, 1) + 1))
+        self.beats = memoryview(self._beats_mmap).cast('Q')
 
     # -- signals --------------------------------------------------------------
+
+    _SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGUSR1)
 
     def _record(self, signum: int, frame: object) -> None:
         self.pending.append(signum)
@@ -260,31 +464,43 @@ class Supervisor:
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for signum in self._SIGNALS:
             signal.signal(signum, self._record)
 
     def _reset_in_child(self) -> None:
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for signum in self._SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         os.close(self._wake_r)
         os.close(self._wake_w)
+        for fd in self.readers:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     # -- steps ----------------------------------------------------------------
 
     def wait(self, timeout: float) -> None:
-        """Sleep until a signal arrives or ``timeout`` seconds pass."""
+        """Sleep until a signal or a watched descriptor is ready, or ``timeout`` seconds pass."""
         if self.pending:
             return
         try:
-            select.select([self._wake_r], [], [], timeout)
+            ready = select.select([self._wake_r] + list(self.readers), [], [], max(0.0, timeout))[0]
         except InterruptedError:
-            pass
+            ready = []
         try:
             while os.read(self._wake_r, 512):
                 pass
         except BlockingIOError:
             pass
+        for fd in ready:
+            callback = self.readers.get(fd)
+            if callback is not None:
+                try:
+                    callback()
+                except Exception:
+                    self.logger.error('%s: %s', self.name, sysloggable_excinfo(*sys.exc_info()))
 
     def handle_signals(self) -> None:
         while self.pending:
@@ -294,20 +510,27 @@ class Supervisor:
                 handler()
 
     def handle_sighup(self) -> None:
-        self._stop(signal.SIGHUP)
+        self.stop(signal.SIGHUP)
 
     def handle_sigterm(self) -> None:
-        self._stop(signal.SIGTERM)
+        self.stop(signal.SIGTERM)
 
     handle_sigint = handle_sigterm
 
     def handle_sigchld(self) -> None:
         pass  # reap() runs every pass
 
-    def _stop(self, signum: int) -> None:
-        if self.stopping == signal.SIGTERM:
+    def handle_sigusr1(self) -> None:
+        if self.on_usr1:
+            self.on_usr1()
+        self.relay(signal.SIGUSR1)
+
+    def stop(self, signum: int) -> None:
+        """Begin stopping: HUP gracefully, TERM at once (relayed to every child)."""
+        if self.stopping == signal.SIGTERM or self.stopping == signum:
             return
         self.stopping = signum
+        self.stop_at = time.monotonic()
         self.logger.info('%s: %s received; relaying to %d children', self.name,
                          signum2str(signum), len(self.children))
         if self.on_stop:
@@ -316,12 +539,24 @@ class Supervisor:
 
     def relay(self, signum: int) -> None:
         for pid in list(self.children):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+            self._kill(pid, signum)
+
+    @staticmethod
+    def _kill(pid: int, signum: int) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _tell_status(self, index: int) -> None:
+        if self.status is None:
+            return
+        bucket = self.buckets[index]
+        pid = max((c.pid for c in self.children.values() if c.index == index and not c.retiring), default=0)
+        self.status(index, pid, bucket.restarts, bucket.recycles, bucket.last_exit, bucket.backoff)
 
     def reap(self) -> None:
+        """Collect every exited child; log how it ended; schedule its restart."""
         while self.children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -330,40 +565,84 @@ class Supervisor:
                 return
             if not pid:
                 return
-            index = self.children.pop(pid, None)
-            if index is None:
+            child = self.children.pop(pid, None)
+            if child is None:
                 continue
-            how = describe_status(status)
-            label = self.label(index)
-            if self.stopping is not None:
-                self.logger.info('%s (pid %d) exited: %s', label, pid, how)
-            elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_BOOT_FAILED:
-                self.failed.add(index)
-                self.logger.critical('%s (pid %d) could not start (%s); not restarting it: '
-                                     'fix the cause and restart brimd', label, pid, how)
+            self.beats[child.slot] = 0
+            self._exited(child, status)
+
+    def _exited(self, child: _Child, status: int) -> None:
+        now = time.monotonic()
+        how = describe_status(status)
+        label = self.label(child.index)
+        bucket = self.buckets[child.index]
+        bucket.last_exit = exit_code(status)
+        ran = now - child.started
+        if self.recycling and child in self.recycling:
+            old, new = self.recycling
+            self.recycling = None
+            if child is new:
+                self.logger.error('%s (pid %d), the replacement for pid %d, exited before serving: %s; '
+                                  'pid %d serves on', label, child.pid, old.pid, how, old.pid)
+                old.retiring = ''
+                self._schedule(child, bucket, now, ran)
             else:
-                self.logger.error('%s (pid %d) exited: %s; restarting it', label, pid, how)
+                bucket.recycles += 1
+                self.logger.info('%s (pid %d) retired (%s): %s', label, child.pid, old.retiring, how)
+        elif self.stopping is not None:
+            self.logger.info('%s (pid %d) exited: %s', label, child.pid, how)
+        elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_BOOT_FAILED:
+            self.failed.add(child.index)
+            self.logger.critical('%s (pid %d) could not start (%s); not restarting it: '
+                                 'fix the cause and restart brimd', label, child.pid, how)
+        else:
+            why = ' (%s)' % child.killed if child.killed else ''
+            delay = self._schedule(child, bucket, now, ran)
+            if bucket.backoff:
+                self.logger.error('%s (pid %d) exited after %.1f s: %s%s; crash loop (%d quick exits in a row): '
+                                  'restarting it in %g s', label, child.pid, ran, how, why, bucket.quick_exits, delay)
+            else:
+                self.logger.error('%s (pid %d) exited: %s%s; restarting it', label, child.pid, how, why)
+        self._tell_status(child.index)
+
+    def _schedule(self, child: _Child, bucket: _Bucket, now: float, ran: float) -> float:
+        """Count an unplanned exit; set when the index may start again (exponential backoff)."""
+        bucket.restarts += 1
+        bucket.quick_exits = bucket.quick_exits + 1 if ran < CRASH_LOOP_WINDOW else 1
+        delay = min(self.max_backoff, self.respawn_interval * 2 ** min(bucket.quick_exits - 1, 30))
+        bucket.next_start = now + delay
+        bucket.backoff = delay if delay > self.respawn_interval else 0.0
+        return delay
 
     def restore(self) -> None:
-        """Fork missing workers: all at once at first, then one per interval."""
-        running = set(self.children.values())
-        missing = [i for i in range(self.workers_desired) if i not in running and i not in self.failed]
-        for index in missing:
-            now = time.monotonic()
-            if self.last_spawn and now - self.last_spawn < self.respawn_interval:
+        """Fork missing children: all at once at first, then one per
+        ``respawn_interval``, each no sooner than its backoff allows."""
+        running = {child.index for child in self.children.values()}
+        now = time.monotonic()
+        for index in range(self.workers_desired):
+            if index in running or index in self.failed or now < self.buckets[index].next_start:
+                continue
+            if self.initial_done and now - self.last_spawn < self.respawn_interval:
                 return
             self.spawn(index)
-            if self.initial_done:
-                self.last_spawn = now
+            self.last_spawn = now
 
-    def spawn(self, index: int) -> None:
+    def _free_slot(self) -> int:
+        used = {child.slot for child in self.children.values()}
+        return min(slot for slot in range(len(self.beats)) if slot not in used)
+
+    def spawn(self, index: int) -> _Child:
+        """Fork one child running ``worker_func(index)``."""
         if self.on_spawn:
             self.on_spawn(index)
+        slot = self._free_slot()
+        self.beats[slot] = 0
         pid = os.fork()
         if pid == 0:
             status = 0
             try:
                 self._reset_in_child()
+                _HEARTBEAT[:] = [(self.beats, slot)]
                 result = self.worker_func(index)
                 status = result if isinstance(result, int) else 0
             except SystemExit as err:
@@ -380,10 +659,88 @@ class Supervisor:
                 except BaseException:
                     pass
                 os._exit(status)
-        self.children[pid] = index
+        child = _Child(pid, index, slot, time.monotonic())
+        if self.recycler is not None:
+            child.base_served, child.max_requests, child.max_lifetime = self.recycler.limits(index)
+        self.children[pid] = child
+        self.buckets[index].backoff = 0.0
+        self._tell_status(index)
+        return child
+
+    def watchdog(self, now: float) -> None:
+        """Kill each child whose heartbeat is older than ``worker_timeout``."""
+        if not self.worker_timeout:
+            return
+        now_ms = int(now * 1000)
+        for child in list(self.children.values()):
+            beat = self.beats[child.slot]
+            if not beat or child.killed:
+                continue
+            stuck = (now_ms - beat) / 1000.0
+            if stuck > self.worker_timeout:
+                child.killed = 'stuck for %.1f s, worker_timeout %g s' % (stuck, self.worker_timeout)
+                self.logger.error('%s (pid %d) is stuck: its event loop has not run for %.1f s '
+                                  '(worker_timeout %g s); killing it', self.label(child.index), child.pid,
+                                  stuck, self.worker_timeout)
+                self._kill(child.pid, signal.SIGKILL)
+
+    def recycle(self, now: float) -> None:
+        """Retire at most one worker at a time, its replacement serving first."""
+        if self.recycling:
+            old, new = self.recycling
+            if old.hup_at is None and (self.beats[new.slot] or now - new.started > REPLACEMENT_WAIT):
+                old.hup_at = now
+                self.logger.info('%s (pid %d) is serving; retiring pid %d gracefully',
+                                 self.label(new.index), new.pid, old.pid)
+                self._kill(old.pid, signal.SIGHUP)
+            elif old.hup_at is not None and self.graceful_timeout and now - old.hup_at > self.graceful_timeout \
+                    and not old.killed:
+                old.killed = 'graceful_timeout'
+                self.logger.error('%s (pid %d) still running %g s after SIGHUP (graceful_timeout); killing it',
+                                  self.label(old.index), old.pid, self.graceful_timeout)
+                self._kill(old.pid, signal.SIGKILL)
+            return
+        if self.recycler is None:
+            return
+        for child in list(self.children.values()):
+            if child.killed or now < self.buckets[child.index].next_start:
+                continue
+            reason = self.recycler.reason(child, now)
+            if reason:
+                child.retiring = reason
+                self.logger.info('%s (pid %d) %s; starting its replacement', self.label(child.index),
+                                 child.pid, reason)
+                self.recycling = (child, self.spawn(child.index))
+                return
+
+    def enforce_graceful_timeout(self, now: float) -> None:
+        """After HUP, kill what is still running ``graceful_timeout`` seconds later."""
+        if self.stopping != signal.SIGHUP or not self.graceful_timeout or now - self.stop_at < self.graceful_timeout:
+            return
+        for child in list(self.children.values()):
+            if not child.killed:
+                child.killed = 'graceful_timeout'
+                self.logger.error('%s (pid %d) still running %g s after SIGHUP (graceful_timeout); killing it',
+                                  self.label(child.index), child.pid, self.graceful_timeout)
+                self._kill(child.pid, signal.SIGKILL)
 
     def parent_alive(self) -> bool:
         return not self.watch_parent or os.getppid() == self.parent
+
+    def next_wait(self, now: float) -> float:
+        """Seconds until something is due (at most 1)."""
+        wait = 1.0
+        if self.worker_timeout:
+            wait = min(wait, self.worker_timeout / 4)
+        if self.recycling:
+            wait = min(wait, 0.05)
+        if self.stopping == signal.SIGHUP and self.graceful_timeout:
+            wait = min(wait, self.stop_at + self.graceful_timeout - now)
+        pending = [self.buckets[i].next_start for i in range(self.workers_desired)
+                   if i not in self.failed and not any(c.index == i for c in self.children.values())]
+        if pending and self.initial_done:
+            wait = min(wait, max(min(pending), self.last_spawn + self.respawn_interval) - now)
+        return max(0.01, wait)
 
     # -- loop -----------------------------------------------------------------
 
@@ -397,16 +754,22 @@ class Supervisor:
             while True:
                 self.handle_signals()
                 self.reap()
+                now = time.monotonic()
                 if self.stopping is not None:
                     if self.stopping == signal.SIGTERM or not self.wait_on_hup or not self.children:
                         break
+                    self.enforce_graceful_timeout(now)
                 else:
+                    self.watchdog(now)
+                    self.recycle(now)
                     self.restore()
                     if not self.parent_alive():
                         self.logger.error('%s: parent process exited; stopping', self.name)
-                        self._stop(signal.SIGTERM)
+                        self.stop(signal.SIGTERM)
                         continue
-                self.wait(1.0)
+                if self.on_pass:
+                    self.on_pass()
+                self.wait(self.next_wait(time.monotonic()))
             if self.stopping == signal.SIGTERM:
                 self._await_children(5.0)
         finally:
@@ -419,10 +782,7 @@ class Supervisor:
             if self.children:
                 time.sleep(0.05)
         for pid in list(self.children):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self._kill(pid, signal.SIGKILL)
         # SIGKILL is not instant: reap (and log) the killed ones, bounded.
         deadline = time.monotonic() + 1.0
         self.reap()
@@ -436,13 +796,18 @@ def sustain_workers(workers_desired: int, worker_func: Callable[[int], Optional[
     """Start ``workers_desired`` subprocesses and keep them running.
 
     Each child runs ``worker_func(index)`` (index 0 to workers_desired - 1)
-    and exits with its int result (0 otherwise; 1 if it raises). A child that
-    exits is forked again with the same index, at most once per
-    ``respawn_interval`` (1 s) after the first round, and its exit status or
+    and exits with its int result (0 otherwise; 1 if it raises). A child
+    that exits is forked again with the same index and its exit status or
     signal is logged; one exiting with :data:`EXIT_BOOT_FAILED` is not
-    restarted. Returns after SIGHUP (relayed to the children, then waits for
-    them to finish) or SIGTERM/SIGINT (relayed; children that have not
-    exited after 5 s are killed).
+    restarted. Restarts come at most once per ``respawn_interval`` (1 s);
+    a child that keeps exiting within :data:`CRASH_LOOP_WINDOW` seconds of
+    starting waits twice as long each time (1, 2, 4 ... up to
+    ``max_backoff``, 60 s), and the log says so.
+
+    Returns after SIGHUP (relayed to the children; waits for them, killing
+    those still running ``graceful_timeout`` seconds later) or
+    SIGTERM/SIGINT (relayed; children still running after 5 s are killed).
+    SIGUSR1 calls ``on_usr1`` and is relayed.
 
     If ``workers_desired`` is 0, ``worker_func(0)`` is called in this process
     ("inproc" mode, for debugging) and its return ends the call.
@@ -451,12 +816,20 @@ def sustain_workers(workers_desired: int, worker_func: Callable[[int], Optional[
         workers_desired: How many children to keep running.
         worker_func: Called in each child with its index.
         logger: Where exits are logged (default ``brim.service``).
-        kwargs: ``name`` (shown in log lines), ``respawn_interval``
-            (seconds), ``on_stop(signum)`` (called once when stopping begins),
-            ``on_spawn(index)`` (called before each fork), ``wait_on_hup``
-            (default True), ``watch_parent`` (default True: stop when the
-            parent process exits), ``label(index)`` (how a child is named in
-            log lines, default ``'<name> <index>'``).
+        kwargs: ``name`` (shown in log lines), ``label(index)`` (how a
+            child is named in log lines, default ``'<name> <index>'``),
+            ``respawn_interval`` and ``max_backoff`` (seconds),
+            ``graceful_timeout`` (seconds; 0 waits for ever),
+            ``worker_timeout`` (seconds; a child that has called
+            :func:`heartbeat` and then not for this long is killed and
+            replaced; 0 for off), ``recycler`` (a :class:`Recycler`),
+            ``status(index, pid, restarts, recycles, last_exit, backoff)``
+            (called when those change), ``on_stop(signum)`` (once, when
+            stopping begins), ``on_spawn(index)`` (before each fork),
+            ``on_pass()`` (every pass of the loop), ``readers`` (``{fd:
+            callback}`` called when fd is readable), ``on_usr1()``,
+            ``wait_on_hup`` (default True), ``watch_parent`` (default True:
+            stop when the parent process exits).
     """
     if workers_desired == 0:
         worker_func(0)

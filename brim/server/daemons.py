@@ -28,7 +28,7 @@ class DaemonsSubserver(Subserver):
         return [(name, conf.get(name, 'call')) for name in self.values['daemons']]
 
     def builtin_stats(self) -> list[tuple[str, str]]:
-        return [('start_time', 'daemon')]
+        return [('start_time', 'daemon')] + [(name, 'daemon') for name, _ in self.supervision_stats('daemon')]
 
     def bucket_names(self) -> list[str]:
         return list(self.values['daemons'])

@@ -20,9 +20,11 @@ from __future__ import annotations
 import configparser
 import json
 import logging
+import math
 import os
 import select
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -30,17 +32,17 @@ from typing import Any, Optional, TextIO
 
 from brim.conf import read_conf
 from brim.errors import BrimError, ConfError, StartupError
-from brim.log import get_logger, sysloggable_excinfo
+from brim.log import get_logger, reopen_log_files, sysloggable_excinfo
 from brim.options import DAEMONS, ServerConf, resolve
-from brim.server import pidfile
+from brim.server import control, pidfile
 from brim.server.daemons import DaemonsSubserver
 from brim.server.subserver import IPSubserver, Subserver, import_eventlet, now, run_green, set_title
 from brim.server.tcp import TCPSubserver
 from brim.server.udp import UDPSubserver
 from brim.server.wsgi import WSGISubserver
 from brim.service import (
-    EXIT_BOOT_FAILED, capture_exceptions_stdout_stderr, droppriv, get_listening_tcp_socket,
-    get_listening_udp_socket, sustain_workers)
+    EXIT_BOOT_FAILED, Recycler, Supervisor, capture_exceptions_stdout_stderr, droppriv,
+    get_listening_tcp_socket, get_listening_udp_socket, sustain_workers)
 from brim.stats import SharedStats, StatsLayout
 
 #: Conf files read when no -c is given; the later file's values win.
@@ -51,6 +53,11 @@ PID_WAIT_TIME = 30
 PORT_WAIT_TIME = 30
 #: Seconds ``start`` waits for the app probe.
 PROBE_TIME = 120
+#: Seconds ``start``/``restart`` wait for every worker to serve.
+READY_TIME = 60
+#: Seconds past graceful_timeout before a supervisor kills a child that
+#: has not cut itself off (a worker logs what it cuts at graceful_timeout).
+KILL_MARGIN = 1.0
 
 SUBSERVER_CLASSES = {'wsgi': WSGISubserver, 'tcp': TCPSubserver, 'udp': UDPSubserver, DAEMONS: DaemonsSubserver}
 
@@ -78,6 +85,8 @@ class Server:
         self.logger = logging.getLogger('brim.main')
         self.values: dict[str, Any] = {}
         self.conf: Any = None
+        #: Descriptors of the main process that its children close.
+        self.main_only_fds: list[int] = []
 
     # -- conf -------------------------------------------------------------------
 
@@ -109,16 +118,22 @@ class Server:
 
     # -- start-up steps -----------------------------------------------------------
 
-    def bind_all(self) -> None:
+    def bind_all(self, inherited: Optional[list[socket.socket]] = None) -> None:
         """Bind every listening socket (before privileges drop).
+
+        Args:
+            inherited: Listening sockets taken over from the running server
+                (``restart``); those the conf still names are used as they
+                are, the rest are closed here.
 
         Raises:
             StartupError: naming the section and address that failed.
         """
+        spare = list(inherited or [])
         try:
             for sub in self.ip_subservers():
                 try:
-                    sub.bind()
+                    sub.bind(spare)
                 except StartupError as err:
                     if str(err).startswith('['):
                         raise
@@ -127,6 +142,9 @@ class Server:
             for sub in self.ip_subservers():
                 sub.close_sockets()
             raise
+        finally:
+            for sock in spare:
+                sock.close()
 
     def load_everything(self) -> tuple[list, list[str]]:
         """Load every app in this process; return (stats layout JSON, warnings).
@@ -275,7 +293,12 @@ class Server:
             pass
 
     def run_main(self, layout: list, warnings: list[str], ready_fd: int) -> None:
-        """The daemonized main process: runs until HUP or TERM."""
+        """The daemonized main process: runs until HUP or TERM.
+
+        Writes ``ok`` to ``ready_fd`` (and the pid file) once every worker
+        of every IP subserver is serving, or an error line if one cannot
+        start, in which case everything stops again.
+        """
         # Log handlers are opened here, before privileges drop, and inherited
         # by every supervisor, worker and daemon (a root-only log file works).
         logger = self.setup_main_logger(console=self.output)
@@ -292,25 +315,26 @@ class Server:
                 lambda line: logging.getLogger(_current_route()).info('STDOUT: %s', line),
                 lambda line: logging.getLogger(_current_route()).error('STDERR: %s', line))
         my_pid = os.getpid()
-        if self.pid_file:
-            try:
-                pidfile.write_pid(self.pid_file, my_pid)
-            except OSError as err:
-                raise StartupError('[brim] pid_file = %r: cannot write: %s' % (self.pid_file, err.strerror)) from None
+        control_sock = control.listen(my_pid)
         self.drop_privileges()
         self.stats = SharedStats(StatsLayout.from_json(layout))
         self.stats.start_time = now()
         for line in warnings:
             logger.warning('%s', line)
         set_title('brimd: main')
-        logger.info('started (pid %d): %s', my_pid, '; '.join(sub.describe() for sub in self.subservers))
-        os.write(ready_fd, b'ok')
-        os.close(ready_fd)
+        logger.info('starting (pid %d): %s', my_pid, '; '.join(sub.describe() for sub in self.subservers))
+        readiness = _Readiness(self, ready_fd, my_pid)
+        self.main_only_fds = [ready_fd]
+        supervisor = Supervisor(
+            len(self.subservers), self.run_supervisor, logger, name='supervisor',
+            label=lambda i: 'supervisor [%s]' % self.subservers[i].name,
+            on_stop=self.on_main_stop, wait_on_hup=False, watch_parent=False,
+            on_pass=lambda: readiness.check(supervisor), on_usr1=reopen_log_files,
+            readers={control_sock.fileno(): lambda: control.answer(control_sock, self)})
         try:
-            sustain_workers(len(self.subservers), self.run_supervisor, logger, name='supervisor',
-                            label=lambda i: 'supervisor [%s]' % self.subservers[i].name,
-                            on_stop=self.on_main_stop, wait_on_hup=False, watch_parent=False)
+            supervisor.run()
         finally:
+            control_sock.close()
             if self.pid_file:
                 pidfile.remove_pid(self.pid_file, my_pid)
             logger.info('main process (pid %d) exiting', my_pid)
@@ -321,6 +345,11 @@ class Server:
                 sub.close_sockets()
 
     def run_supervisor(self, index: int) -> int:
+        for fd in self.main_only_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         sub = self.subservers[index]
         _ROUTE[0] = 'brim.' + sub.name
         set_title('brimd: %s supervisor' % sub.name)
@@ -330,17 +359,38 @@ class Server:
                 other.close_sockets()
         buckets = sub.bucket_names()
         what = 'daemon' if sub.kind == DAEMONS else 'worker'
+        values = sub.values
+        assert self.stats is not None
+        cells = [self.stats.bucket(sub.name, bucket) for bucket in buckets]
 
         def on_stop(signum: int) -> None:
             if signum == signal.SIGHUP:
                 sub.close_sockets()
 
+        def status(i: int, pid: int, restarts: int, recycles: int, last_exit: int, backoff: float) -> None:
+            cells[i].set('pid', pid)
+            cells[i].set('restart_count', restarts)
+            cells[i].set('last_exit', last_exit)
+            cells[i].set('backoff', math.ceil(backoff))
+            if isinstance(sub, IPSubserver):
+                cells[i].set('recycle_count', recycles)
+
+        recycler = None
+        if isinstance(sub, IPSubserver):
+            unit = sub.unit_stat()
+            recycler = Recycler(
+                lambda i: cells[i].get(unit), values['max_requests'], values['max_requests_jitter'],
+                values['max_lifetime'], values['max_lifetime_jitter'], values['max_rss'] * 2 ** 20,
+                values['min_lifetime'])
         sustain_workers(sub.worker_count(), lambda i: self.run_worker(sub, i), logger, name=what,
                         label=lambda i: '%s %s' % (what, buckets[i]) if what == 'daemon' else '%s %d' % (what, i),
-                        on_stop=on_stop)
+                        on_stop=on_stop, graceful_timeout=values['graceful_timeout'] + KILL_MARGIN,
+                        worker_timeout=values.get('worker_timeout', 0.0), recycler=recycler, status=status,
+                        on_usr1=reopen_log_files)
         return 0
 
     def run_worker(self, sub: Subserver, index: int) -> int:
+        signal.signal(signal.SIGUSR1, lambda signum, frame: reopen_log_files())
         assert self.stats is not None
         bucket = sub.bucket_names()[index]
         what = 'daemon %s' % bucket if sub.kind == DAEMONS else 'worker %d' % index
@@ -353,8 +403,8 @@ class Server:
             logger.critical('%s cannot start: %s', what, err)
             return EXIT_BOOT_FAILED
         stats = self.stats.bucket(sub.name, bucket)
-        stats.set('start_time', now())
         if isinstance(sub, DaemonsSubserver):
+            stats.set('start_time', now())
             return sub.run_daemon(index, stats, logger)
         try:
             _use_hub(sub.values['eventlet_hub'])
@@ -362,8 +412,10 @@ class Server:
         except Exception:
             logger.critical('%s cannot start: %s', what, sysloggable_excinfo(*sys.exc_info()))
             return EXIT_BOOT_FAILED
+        stats.set('start_time', now())  # serving from here on (the main process waits for it)
         logger.debug('%s (pid %d) serving', what, os.getpid())
-        run_green([runner], logger, parent_pid=parent)
+        run_green([runner], logger, parent_pid=parent, graceful_timeout=sub.values['graceful_timeout'],
+                  worker_timeout=sub.values['worker_timeout'])
         return 0
 
     def cmd_no_daemon(self) -> int:
@@ -400,9 +452,11 @@ class Server:
         run_green(runners, logger, foreground=True)
         return 0
 
-    def _signal_and_wait(self, signum: int) -> tuple[Optional[int], bool]:
-        """Signal the running main process; return (pid, exited in time)."""
-        pid = pidfile.read_pid(self.pid_file) if self.pid_file else None
+    def _signal_and_wait(self, signum: int, pid: Optional[int] = None) -> tuple[Optional[int], bool]:
+        """Signal the running main process (``pid``, or the pid file's);
+        return (pid, exited in time)."""
+        if pid is None:
+            pid = pidfile.read_pid(self.pid_file) if self.pid_file else None
         if not pidfile.is_running(pid):
             return pid, False
         assert pid is not None
@@ -415,7 +469,12 @@ class Server:
         raise StartupError('%d did not exit within %d seconds of %s' % (pid, PID_WAIT_TIME, signal.Signals(signum).name))
 
     def _not_running(self, pid: Optional[int]) -> None:
-        self.say('%d is not running' % pid if pid else 'not running')
+        if not pid:
+            self.say('not running')
+        elif pidfile.process_state(pid) in (None, 'Z', 'X'):
+            self.say('%d is not running (stale pid file %s)' % (pid, self.pid_file))
+        else:
+            self.say('%d is not running (stale pid file %s: that pid is another program now)' % (pid, self.pid_file))
 
     def cmd_stop(self) -> int:
         self.load_conf()
@@ -457,28 +516,63 @@ class Server:
             sock.close()
 
     def cmd_restart(self) -> int:
-        """Check the new conf and apps, retire the running server, start anew."""
+        """Check the new conf and apps, start the new server on the running
+        one's listening sockets, then retire the running one gracefully.
+
+        The listening sockets pass from the old main process to this one
+        over its control socket, so they are never closed: connections
+        queued in the kernel are accepted by whichever server's workers
+        are accepting. The old server is sent SIGHUP only once the new
+        one's workers all serve; if they cannot, the old one serves on.
+        """
         self.load_conf()
         self.check_pid_file_writable()
         layout, warnings = self.probe()
-        pid, exited = self._signal_and_wait(signal.SIGHUP)
-        if exited:
+        pid = pidfile.read_pid(self.pid_file) if self.pid_file else None
+        if not pidfile.is_running(pid):
+            self.bind_all()
+            return self.daemonize(layout, warnings)
+        assert pid is not None
+        try:
+            _, inherited = control.ask(pid, 'sockets')
+        except (OSError, ValueError) as err:
+            # No control socket (a brimd from before it had one): stop first.
+            self.stderr.write('brimd: warning: cannot take over the sockets of %d (%s); '
+                              'shutting it down before starting\n' % (pid, err))
+            self._signal_and_wait(signal.SIGHUP)
             self.wait_ports_released()
-        self.bind_all()
-        return self.daemonize(layout, warnings)
+            self.bind_all()
+            return self.daemonize(layout, warnings)
+        self.bind_all(inherited)
+        code = self.daemonize(layout, warnings)
+        if code:
+            self.say('%d serves on' % pid)
+            return code
+        self._signal_and_wait(signal.SIGHUP, pid)
+        return 0
 
     def cmd_status(self) -> int:
-        """LSB: 0 running, 1 dead with a pid file, 3 not running."""
+        """LSB: 0 running, 1 dead with a pid file, 3 not running.
+
+        When running, one line per worker and daemon follows: its pid,
+        restarts, last exit status and backoff, from the live stats.
+        """
         self.load_conf()
         pid = pidfile.read_pid(self.pid_file) if self.pid_file else None
         if pid is None:
             self.say('not running')
             return 3
-        if pidfile.is_running(pid):
-            self.say('%d is running' % pid)
+        if not pidfile.is_running(pid):
+            self._not_running(pid)
+            return 1
+        self.say('%d is running' % pid)
+        try:
+            snapshot, _ = control.ask(pid, 'stats')
+        except (OSError, ValueError):
             return 0
-        self.say('%d is not running' % pid)
-        return 1
+        for line in status_table(snapshot):
+            self.say(line)
+        return 0
 
     def cmd_check(self) -> int:
         """Validate everything a start would; print what would run."""
@@ -501,6 +595,76 @@ class Server:
             self.say(each.describe())
         self.say('conf OK')
         return 0
+
+
+def status_table(snapshot: dict) -> list[str]:
+    """Lines of ``brimd status``: one per worker or daemon of a stats snapshot.
+
+    Columns: subserver, worker (or daemon), pid (``-`` while none runs),
+    restarts, last exit status (``signal N`` for 128 + N), backoff seconds.
+    """
+    rows = [('subserver', 'worker', 'pid', 'restarts', 'last exit', 'backoff')]
+    for name, entry in snapshot.items():
+        if not isinstance(entry, dict):
+            continue
+        for bucket, stats in entry.items():
+            if not isinstance(stats, dict) or 'pid' not in stats:
+                continue
+            last = stats.get('last_exit', 0)
+            rows.append((name, bucket, str(stats['pid'] or '-'), str(stats.get('restart_count', 0)),
+                         'signal %d' % (last - 128) if last > 128 else str(last),
+                         '%ds' % stats['backoff'] if stats.get('backoff') else '-'))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ['  '.join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+class _Readiness:
+    """Tells ``start``/``restart`` (through ``ready_fd``) when the new main
+    process is serving: every IP subserver's workers have set their
+    ``start_time``. Until then nothing is written to the pid file, so a
+    restart that fails leaves the old server's pid there."""
+
+    def __init__(self, server: Server, ready_fd: int, pid: int) -> None:
+        self.server = server
+        self.fd: Optional[int] = ready_fd
+        self.pid = pid
+        self.deadline = time.monotonic() + READY_TIME
+
+    def check(self, supervisor: Supervisor) -> None:
+        if self.fd is None:
+            return
+        server = self.server
+        assert server.stats is not None
+        waiting = False
+        for sub in server.ip_subservers():
+            for bucket in sub.bucket_names():
+                stats = server.stats.bucket(sub.name, bucket)
+                if stats.get('start_time'):
+                    continue
+                if stats.get('last_exit') == EXIT_BOOT_FAILED and not stats.get('pid'):
+                    return self.fail(supervisor, '[%s] worker %s could not start; see the log' % (sub.name, bucket))
+                waiting = True
+        if waiting:
+            if time.monotonic() > self.deadline:
+                self.fail(supervisor, 'the workers did not start serving within %d seconds' % READY_TIME)
+            return
+        if server.pid_file:
+            try:
+                pidfile.write_pid(server.pid_file, self.pid)
+            except OSError as err:
+                return self.fail(supervisor, '[brim] pid_file = %r: cannot write: %s' % (server.pid_file, err.strerror))
+        server.logger.info('serving (pid %d)', self.pid)
+        self.tell('ok')
+
+    def tell(self, text: str) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            Server._tell(fd, text)
+
+    def fail(self, supervisor: Supervisor, reason: str) -> None:
+        self.server.logger.critical('%s; stopping', reason)
+        self.tell(reason)
+        supervisor.stop(signal.SIGTERM)
 
 
 _ROUTE = ['brim.main']

@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -23,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from brim.errors import AppLoadError, StartupError
 from brim.loader import LoadedApp, load_app
-from brim.log import get_logger, sysloggable_excinfo
+from brim.log import get_logger, reopen_log_files, sysloggable_excinfo
 from brim.options import SubserverConf
-from brim.service import get_listening_tcp_socket, get_listening_udp_socket
+from brim.service import get_listening_tcp_socket, get_listening_udp_socket, heartbeat, take_listening_socket
 from brim.stats import BucketStats
 
 if TYPE_CHECKING:
@@ -96,8 +97,16 @@ class Subserver:
         return []
 
     def builtin_stats(self) -> list[tuple[str, str]]:
-        """Stats every bucket has regardless of apps."""
-        return [('start_time', 'worker')]
+        """Stats every bucket has regardless of apps: when it started serving,
+        and what its supervisor writes (:meth:`supervision_stats`)."""
+        return [('start_time', 'worker')] + self.supervision_stats('worker')
+
+    def supervision_stats(self, per_bucket: str) -> list[tuple[str, str]]:
+        """Written by the supervisor: ``pid`` (0 while none runs),
+        ``restart_count`` (unplanned restarts), ``last_exit`` (the last exit
+        status, 128 + N for signal N) and ``backoff`` (seconds until a
+        crash-looping worker is started again; 0 when not backing off)."""
+        return [('pid', per_bucket), ('restart_count', 'sum'), ('last_exit', per_bucket), ('backoff', per_bucket)]
 
     def bucket_names(self) -> list[str]:
         return [str(i) for i in range(self.worker_count())]
@@ -105,8 +114,13 @@ class Subserver:
     def worker_count(self) -> int:
         return 1
 
-    def bind(self) -> None:
-        """Bind listening sockets (IP subservers); called before privileges drop."""
+    def bind(self, inherited: Optional[list] = None) -> None:
+        """Bind listening sockets (IP subservers); called before privileges drop.
+
+        Args:
+            inherited: Sockets of the server being replaced; one bound to
+                this subserver's address is taken from the list and used.
+        """
 
     def close_sockets(self) -> None:
         """Close this process's copies of the listening sockets."""
@@ -179,6 +193,15 @@ class IPSubserver(Subserver):
     def worker_count(self) -> int:
         return self.values['workers']
 
+    def unit_stat(self) -> str:
+        """The stat counting what a worker serves (requests, connections,
+        datagrams), which ``max_requests`` limits."""
+        raise NotImplementedError
+
+    def supervision_stats(self, per_bucket: str) -> list[tuple[str, str]]:
+        """Adds ``recycle_count``: workers retired by max_requests, max_lifetime or max_rss."""
+        return super().supervision_stats(per_bucket) + [('recycle_count', 'sum')]
+
     def describe(self) -> str:
         shown = '[%s]' % self.ip if ':' in self.ip else self.ip
         tls = ' TLS' if self.values.get('certfile') else ''
@@ -216,17 +239,23 @@ class IPSubserver(Subserver):
 class StreamSubserver(IPSubserver):
     """IP subserver over TCP (WSGI and raw TCP)."""
 
-    def bind(self) -> None:
+    def bind(self, inherited: Optional[list] = None) -> None:
         self.load_tls()
-        self.sock = get_listening_tcp_socket(self.ip, self.port, self.values['backlog'], self.values['listen_retry'])
-        self.port = self.sock.getsockname()[1]
+        sock = take_listening_socket(inherited or [], self.ip, self.port, socket.SOCK_STREAM)
+        if sock is not None:
+            sock.listen(self.values['backlog'])  # the new conf's backlog
+        else:
+            sock = get_listening_tcp_socket(self.ip, self.port, self.values['backlog'], self.values['listen_retry'])
+        self.sock = sock
+        self.port = sock.getsockname()[1]
 
 
 class DatagramSubserver(IPSubserver):
     """IP subserver over UDP."""
 
-    def bind(self) -> None:
-        self.sock = get_listening_udp_socket(self.ip, self.port, self.values['listen_retry'])
+    def bind(self, inherited: Optional[list] = None) -> None:
+        sock = take_listening_socket(inherited or [], self.ip, self.port, socket.SOCK_DGRAM)
+        self.sock = sock or get_listening_udp_socket(self.ip, self.port, self.values['listen_retry'])
         self.port = self.sock.getsockname()[1]
 
 
@@ -243,9 +272,22 @@ class Runner:
     def stop_accepting(self) -> None:
         raise NotImplementedError
 
+    def open_count(self) -> int:
+        """Connections (or datagrams) being handled now."""
+        return 0
+
 
 class StopServing(Exception):
     """Thrown into a runner's serving green thread to stop it accepting."""
+
+
+def close_listener(sock: Any) -> None:
+    """Close this worker's copy of a listening socket (the port is released
+    once no brimd process holds it; others keep accepting meanwhile)."""
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 class HandlerRunner(Runner):
@@ -321,10 +363,10 @@ class HandlerRunner(Runner):
         self.serving = False
         if self.thread is not None and self.thread is not self.eventlet.getcurrent():
             self.eventlet.kill(self.thread, StopServing())
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        close_listener(self.sock)
+
+    def open_count(self) -> int:
+        return self.pool.running()
 
 
 class HandlerSubserver(IPSubserver):
@@ -337,28 +379,38 @@ class HandlerSubserver(IPSubserver):
         return [(self.name, self.values['call'])]
 
     def builtin_stats(self) -> list[tuple[str, str]]:
-        return [('start_time', 'worker'), (self.runner.count, 'sum')]
+        return super().builtin_stats() + [(self.runner.count, 'sum')]
 
     def describe(self) -> str:
         return '%s, call: %s' % (super().describe(), self.values['call'])
+
+    def unit_stat(self) -> str:
+        return self.runner.count
 
     def make_runner(self, index: int, stats: BucketStats) -> Runner:
         return self.runner(self, stats)
 
 
-def run_green(runners: list[Runner], logger: logging.Logger,
-              parent_pid: Optional[int] = None, foreground: bool = False) -> None:
+def run_green(runners: list[Runner], logger: logging.Logger, parent_pid: Optional[int] = None,
+              foreground: bool = False, graceful_timeout: float = 0.0, worker_timeout: float = 0.0) -> None:
     """Run ``runners`` in green threads until they finish.
 
     SIGHUP: every runner stops accepting and finishes in-flight work, then
-    this returns. SIGTERM (and SIGINT in the foreground): exit now. Workers
+    this returns; what is still open ``graceful_timeout`` seconds later is
+    cut (logged) and the process exits. SIGTERM (and SIGINT in the
+    foreground): exit now. SIGUSR1: log files reopen. Workers
     (``parent_pid`` given) also exit when their supervisor goes away.
+    A green thread calls :func:`brim.service.heartbeat` every second (every
+    quarter of ``worker_timeout`` if that is shorter), so the supervisor
+    sees a blocked event loop.
 
     Args:
         runners: From :meth:`Subserver.make_runner`.
         logger: Where stop lines go.
         parent_pid: The supervisor's pid to watch, or None.
         foreground: True for ``brimd`` without a command.
+        graceful_timeout: Seconds; 0 waits for ever.
+        worker_timeout: Seconds; sets how often the heartbeat ticks.
     """
     eventlet = import_eventlet()
     from eventlet.green import select as green_select
@@ -372,7 +424,11 @@ def run_green(runners: list[Runner], logger: logging.Logger,
     def record(signum: int, frame: object) -> None:
         pending.append(signum)
 
+    def reopen(signum: int, frame: object) -> None:
+        reopen_log_files()  # only sets flags: safe in a handler
+
     signal.signal(signal.SIGHUP, record)
+    signal.signal(signal.SIGUSR1, reopen)
     if foreground:
         signal.signal(signal.SIGTERM, record)
         signal.signal(signal.SIGINT, record)
@@ -383,10 +439,20 @@ def run_green(runners: list[Runner], logger: logging.Logger,
 
     threads = [eventlet.spawn(runner.serve) for runner in runners]
     stopping: list[int] = []
+    tick = min(1.0, worker_timeout / 4) if worker_timeout else 1.0
+
+    def cut_off() -> None:
+        eventlet.sleep(graceful_timeout)
+        left = sum(runner.open_count() for runner in runners)
+        logger.error('graceful_timeout (%g s) has passed with %d connection%s still open; cutting %s off',
+                     graceful_timeout, left, '' if left == 1 else 's', 'it' if left == 1 else 'them')
+        logging.shutdown()
+        os._exit(1)
 
     def watch() -> None:
         while True:
-            green_select.select([wake_r], [], [], 1.0)
+            heartbeat()
+            green_select.select([wake_r], [], [], tick)
             try:
                 while os.read(wake_r, 512):
                     pass
@@ -403,6 +469,8 @@ def run_green(runners: list[Runner], logger: logging.Logger,
                     logger.info('SIGHUP: no longer accepting; finishing in-flight work')
                     for runner in runners:
                         runner.stop_accepting()
+                    if graceful_timeout:
+                        eventlet.spawn_n(cut_off)
                 elif signum in (signal.SIGTERM, signal.SIGINT):
                     logger.info('%s: exiting now', signal.Signals(signum).name)
                     logging.shutdown()

@@ -16,6 +16,8 @@ Invariant: Eventlet is imported only inside :meth:`WSGISubserver.make_runner`.
 
 from __future__ import annotations
 
+import errno
+import select
 import sys
 import time
 import uuid
@@ -23,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
 from brim.log import NOTICE, access_line, sysloggable_excinfo, utc_stamp
-from brim.server.subserver import Runner, StreamSubserver, import_eventlet
+from brim.server.subserver import Runner, StopServing, StreamSubserver, close_listener, import_eventlet
 from brim.stats import BucketStats
 
 #: The status brimd logs and counts for a request whose client went away
@@ -213,6 +215,8 @@ def _protocol_class(eventlet_wsgi: Any) -> type:
             def parse_request(self) -> bool:
                 if not super().parse_request():
                     return False
+                if self.server.draining:
+                    self.close_connection = 1
                 reason = framing_error(self.request_version, self.headers)
                 if reason is None:
                     if self.path[:1] != '/' and self.path.lower().startswith(('http://', 'https://')):
@@ -230,11 +234,37 @@ def _protocol_class(eventlet_wsgi: Any) -> type:
                 env = super().get_environ()
                 env['SERVER_PROTOCOL'] = self.request_version
                 return env
+
+            def handle_one_request(self) -> None:
+                # While a request is read and answered, a graceful stop can
+                # still make its response say Connection: close.
+                active = self.server.active
+                active.add(self)
+                try:
+                    super().handle_one_request()
+                finally:
+                    active.discard(self)
+                if self.server.draining:
+                    self.close_connection = 1
         _PROTOCOL.append(BrimHttpProtocol)
     return _PROTOCOL[0]
 
 
 class WSGIRunner(Runner):
+    """Serves HTTP on the worker's socket with Eventlet's request handling
+    (``eventlet.wsgi.Server`` and brim's protocol class) and brim's own
+    accept loop, so a graceful stop loses nothing:
+
+    - :meth:`stop_accepting` ends the accept loop at once; connections
+      still queued in the kernel stay for the other workers (or the next
+      brimd, after a restart), since the socket itself stays open there.
+    - A keep-alive connection that is idle with nothing received is closed.
+      One whose next request has arrived, or that is inside a request, is
+      answered, with ``Connection: close`` if its headers are not yet sent,
+      then closed (RFC 9112 §9.6), so a client never has a request refused
+      mid-flight by the close.
+    """
+
     def __init__(self, sub: 'WSGISubserver', stats: BucketStats) -> None:
         eventlet = import_eventlet()
         self.sub = sub
@@ -248,26 +278,84 @@ class WSGIRunner(Runner):
             self.sock = green_ssl.GreenSSLSocket(self.sock, server_side=True, _context=sub.ssl_context,
                                                  do_handshake_on_connect=False)
         self.pool = eventlet.GreenPool(sub.values['concurrent_per_worker'])
+        self.timeout = sub.values['client_timeout'] or None
+        self.server = self.wsgi.Server(
+            self.sock, self.sock.getsockname(), sub, log=_EventletLog(sub.logger),
+            environ=sub.base_environ(), protocol=_protocol_class(self.wsgi),
+            minimum_chunk_size=sub.values['wsgi_output_iter_chunk_size'], log_output=False,
+            debug=False, socket_timeout=self.timeout)
+        self.server.draining = False
+        self.server.active = set()
+        self.connections: dict[int, list] = {}  # id -> [address, socket, state] (Eventlet's conn_state)
         self.thread: Any = None
+        self.serving = True
+
+    def open_count(self) -> int:
+        return len(self.connections)
 
     def serve(self) -> None:
         self.thread = self.eventlet.getcurrent()
-        self.wsgi.server(
-            self.sock, self.sub, log=_EventletLog(self.sub.logger), environ=self.sub.base_environ(),
-            protocol=_protocol_class(self.wsgi),
-            custom_pool=self.pool, log_output=False, debug=False,
-            socket_timeout=self.sub.values['client_timeout'],
-            minimum_chunk_size=self.sub.values['wsgi_output_iter_chunk_size'])
+        idle = self.wsgi.STATE_IDLE
+        try:
+            while self.serving:
+                try:
+                    client, address = self.sock.accept()
+                except StopServing:
+                    break
+                except OSError as err:
+                    if not self.serving:
+                        break
+                    if err.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+                        self.sub.logger.warning('accept failed: %s', err)
+                        self.eventlet.sleep(0.05)
+                    continue
+                client.settimeout(self.timeout)
+                conn = [address, client, idle]
+                self.connections[id(conn)] = conn
+                # spawn() waits while concurrent_per_worker connections are
+                # open: further ones wait in the kernel's backlog.
+                self.pool.spawn(self.server.process_request, conn).link(self._forget, conn)
+        except StopServing:
+            pass
+        self.pool.waitall()
+
+    def _forget(self, thread: Any, conn: list) -> None:
+        self.connections.pop(id(conn), None)
+        conn[2] = self.wsgi.STATE_CLOSE
+        self.eventlet.greenio.shutdown_safe(conn[1])
+        conn[1].close()
 
     def stop_accepting(self) -> None:
-        # eventlet.wsgi.server leaves its accept loop on SystemExit, then
-        # closes idle keep-alive connections and waits for in-flight ones.
-        if self.thread is not None:
-            self.eventlet.kill(self.thread, SystemExit())
+        if not self.serving:
+            return
+        self.serving = False
+        if self.thread is not None and self.thread is not self.eventlet.getcurrent():
+            self.eventlet.kill(self.thread, StopServing())
+        close_listener(self.sock)
+        self.server.draining = True
+        for protocol in list(self.server.active):
+            protocol.close_connection = 1
+        for conn in list(self.connections.values()):
+            if conn[2] == self.wsgi.STATE_IDLE and not _has_input(conn[1]):
+                conn[2] = self.wsgi.STATE_CLOSE
+                self.eventlet.greenio.shutdown_safe(conn[1])
+
+
+def _has_input(sock: Any) -> bool:
+    """True if bytes (or the end of the stream) wait to be read on ``sock``."""
+    pending = getattr(sock, 'pending', None)
+    if pending is not None:
         try:
-            self.sock.close()
-        except OSError:
+            if pending():
+                return True
+        except (OSError, ValueError):
             pass
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 class WSGISubserver(StreamSubserver):
@@ -291,10 +379,13 @@ class WSGISubserver(StreamSubserver):
         return [(name, conf.get(name, 'call')) for name in self.values['apps']]
 
     def builtin_stats(self) -> list[tuple[str, str]]:
-        stats = [('start_time', 'worker'), ('request_count', 'sum')]
+        stats = super().builtin_stats() + [('request_count', 'sum')]
         stats.extend(('status_%dxx_count' % n, 'sum') for n in range(2, 6))
         stats.extend(('status_%d_count' % code, 'sum') for code in self.values['count_status_codes'])
         return stats
+
+    def unit_stat(self) -> str:
+        return 'request_count'
 
     def describe(self) -> str:
         return '%s, apps: %s' % (super().describe(), ' '.join(

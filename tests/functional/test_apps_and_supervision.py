@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -114,7 +113,7 @@ class Crasher:
 
     def __call__(self, subserver, stats):
         with open(self.path, 'a') as fp:
-            fp.write('%d\\n' % os.getpid())
+            fp.write('%d %.3f\\n' % (os.getpid(), time.monotonic()))
         raise ValueError('crasher crashed on purpose')
 
     @classmethod
@@ -209,18 +208,38 @@ def test_worker_killed_is_replaced_and_serving(deployed):
     assert {'0', '1'} <= set(stats['wsgi#api'])
 
 
-def test_daemon_that_raises_is_restarted_throttled(deployed):
+def test_crash_looping_daemon_backs_off_exponentially(deployed):
     brimd, ports = deployed
     crashes = ports['crash_file']
-    wait_until(lambda: crashes.exists() and len(crashes.read_text().split()) >= 3, 10, what='three crashes')
+
+    def starts():
+        return [float(line.split()[1]) for line in crashes.read_text().splitlines()] if crashes.exists() else []
+    wait_until(lambda: len(starts()) >= 4, 15, what='four crashes')
     brimd.wait_log('ValueError: crasher crashed on purpose')
-    # Throttled: restarts come about once a second, not in a tight loop.
-    began, first = time.monotonic(), len(crashes.read_text().split())
-    time.sleep(2.0)
-    elapsed, count = time.monotonic() - began, len(crashes.read_text().split()) - first
-    assert 1 <= count <= elapsed + 2
+    brimd.wait_log('crash loop (3 quick exits in a row): restarting it in 4 s')
+    # Each wait is about twice the one before (1, 2, 4 s): a bound on behaviour,
+    # not a timing: no gap may be shorter than 0.9 of its backoff.
+    gaps = [b - a for a, b in zip(starts(), starts()[1:], strict=False)][:3]
+    assert [gap >= 0.9 * 2 ** i for i, gap in enumerate(gaps)] == [True] * len(gaps), gaps
+    stats = get_stats(ports['wsgi'])['daemons']['crasher']
+    assert stats['restart_count'] >= 3
+    assert stats['last_exit'] == 1
+    # While it waits, its bucket says so: backoff seconds, no pid.
+    seen: list = []
+
+    def backing_off():
+        seen[:] = [get_stats(ports['wsgi'])['daemons']['crasher']]
+        return seen[0]['backoff'] >= 4
+    wait_until(backing_off, 10, what='backoff in stats')
+    assert seen[0]['pid'] == 0
     # The other daemon is untouched by its neighbour's crashes.
-    assert get_stats(ports['wsgi'])['daemons']['ticker']['ticks'] > 0
+    ticker = get_stats(ports['wsgi'])['daemons']['ticker']
+    assert ticker['ticks'] > 0 and ticker['restart_count'] == 0 and ticker['pid'] > 0
+    status = brimd.run('status')
+    assert status.returncode == 0
+    rows = {line.split()[1]: line.split() for line in status.stdout.splitlines()[2:]}
+    assert rows['ticker'][2] == str(ticker['pid'])
+    assert int(rows['crasher'][3]) >= 3 and rows['crasher'][4] == '1'
 
 
 def test_supervisor_killed_is_replaced(deployed):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -65,7 +67,13 @@ def test_status_start_twice_stop(brimd):
     pid = brimd.start()
     wait_until(lambda: port_accepts(port), what='port')
     status = brimd.run('status')
-    assert (status.returncode, status.stdout.strip()) == (0, '%d is running' % pid)
+    lines = status.stdout.splitlines()
+    assert (status.returncode, lines[0]) == (0, '%d is running' % pid)
+    # One row per worker from the live stats: pid, restarts, last exit, backoff.
+    assert lines[1].split() == ['subserver', 'worker', 'pid', 'restarts', 'last', 'exit', 'backoff']
+    rows = [line.split() for line in lines[2:]]
+    assert [row[:2] for row in rows] == [['wsgi', '0'], ['wsgi', '1']]
+    assert all(int(row[2]) > 0 and row[3:] == ['0', '0', '-'] for row in rows)
 
     again = brimd.run('start')
     assert (again.returncode, again.stdout.strip()) == (0, '%d already running' % pid)
@@ -93,7 +101,28 @@ def test_status_dead_with_pid_file(brimd):
     os.waitpid(child, 0)
     brimd.pid_path.write_text('%d\n' % child)
     status = brimd.run('status')
-    assert (status.returncode, status.stdout.strip()) == (1, '%d is not running' % child)
+    assert (status.returncode, status.stdout.strip()) == (
+        1, '%d is not running (stale pid file %s)' % (child, brimd.pid_path))
+
+
+def test_stale_pid_file_naming_another_program_is_not_obeyed(brimd):
+    port = deploy(brimd)
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        brimd.pid_path.write_text('%d\n' % other.pid)
+        said = '%d is not running (stale pid file %s: that pid is another program now)' % (other.pid, brimd.pid_path)
+        status = brimd.run('status')
+        assert (status.returncode, status.stdout.strip()) == (1, said)
+        stop = brimd.run('stop')
+        assert (stop.returncode, stop.stdout.strip()) == (0, said)
+        assert other.poll() is None  # not signalled
+        pid = brimd.start()
+        assert pid != other.pid and brimd.pid_path.read_text().strip() == str(pid)
+        wait_until(lambda: port_accepts(port), what='port')
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait(10)
 
 
 def test_shutdown_finishes_in_flight_request_and_releases_port(brimd):
