@@ -417,7 +417,8 @@ class Supervisor:
                  recycler: Optional[Recycler] = None, status: Optional[StatusHook] = None,
                  on_pass: Optional[Callable[[], None]] = None,
                  readers: Optional[dict[int, Callable[[], None]]] = None,
-                 on_usr1: Optional[Callable[[], None]] = None, max_backoff: float = MAX_BACKOFF) -> None:
+                 on_usr1: Optional[Callable[[], None]] = None, max_backoff: float = MAX_BACKOFF,
+                 kill_margin: float = 0.0) -> None:
         self.workers_desired = workers_desired
         self.worker_func = worker_func
         self.logger = logger or logging.getLogger('brim.service')
@@ -429,6 +430,7 @@ class Supervisor:
         self.watch_parent = watch_parent
         self.label = label or (lambda index: '%s %d' % (name, index))
         self.graceful_timeout = graceful_timeout
+        self.kill_margin = kill_margin
         self.worker_timeout = worker_timeout
         self.recycler = recycler if recycler is not None and recycler.active() else None
         self.status = status
@@ -471,6 +473,8 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         for signum in self._SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
+        # Until the child sets its own: log rotation must never kill it.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         os.close(self._wake_r)
         os.close(self._wake_w)
         for fd in self.readers:
@@ -586,6 +590,10 @@ class Supervisor:
                                   'pid %d serves on', label, child.pid, old.pid, how, old.pid)
                 old.retiring = ''
                 self._schedule(child, bucket, now, ran)
+            elif old.hup_at is None:
+                bucket.restarts += 1
+                self.logger.error('%s (pid %d) exited before it was retired: %s; its replacement (pid %d) '
+                                  'serves on', label, child.pid, how, new.pid)
             else:
                 bucket.recycles += 1
                 self.logger.info('%s (pid %d) retired (%s): %s', label, child.pid, old.retiring, how)
@@ -693,10 +701,10 @@ class Supervisor:
                 self.logger.info('%s (pid %d) is serving; retiring pid %d gracefully',
                                  self.label(new.index), new.pid, old.pid)
                 self._kill(old.pid, signal.SIGHUP)
-            elif old.hup_at is not None and self.graceful_timeout and now - old.hup_at > self.graceful_timeout \
-                    and not old.killed:
+            elif old.hup_at is not None and self.graceful_timeout and not old.killed \
+                    and now - old.hup_at > self.graceful_timeout + self.kill_margin:
                 old.killed = 'graceful_timeout'
-                self.logger.error('%s (pid %d) still running %g s after SIGHUP (graceful_timeout); killing it',
+                self.logger.error('%s (pid %d) still running past graceful_timeout (%g s) after SIGHUP; killing it',
                                   self.label(old.index), old.pid, self.graceful_timeout)
                 self._kill(old.pid, signal.SIGKILL)
             return
@@ -715,12 +723,13 @@ class Supervisor:
 
     def enforce_graceful_timeout(self, now: float) -> None:
         """After HUP, kill what is still running ``graceful_timeout`` seconds later."""
-        if self.stopping != signal.SIGHUP or not self.graceful_timeout or now - self.stop_at < self.graceful_timeout:
+        if self.stopping != signal.SIGHUP or not self.graceful_timeout or \
+                now - self.stop_at < self.graceful_timeout + self.kill_margin:
             return
         for child in list(self.children.values()):
             if not child.killed:
                 child.killed = 'graceful_timeout'
-                self.logger.error('%s (pid %d) still running %g s after SIGHUP (graceful_timeout); killing it',
+                self.logger.error('%s (pid %d) still running past graceful_timeout (%g s) after SIGHUP; killing it',
                                   self.label(child.index), child.pid, self.graceful_timeout)
                 self._kill(child.pid, signal.SIGKILL)
 
@@ -735,7 +744,7 @@ class Supervisor:
         if self.recycling:
             wait = min(wait, 0.05)
         if self.stopping == signal.SIGHUP and self.graceful_timeout:
-            wait = min(wait, self.stop_at + self.graceful_timeout - now)
+            wait = min(wait, self.stop_at + self.graceful_timeout + self.kill_margin - now)
         pending = [self.buckets[i].next_start for i in range(self.workers_desired)
                    if i not in self.failed and not any(c.index == i for c in self.children.values())]
         if pending and self.initial_done:
@@ -805,9 +814,11 @@ def sustain_workers(workers_desired: int, worker_func: Callable[[int], Optional[
     ``max_backoff``, 60 s), and the log says so.
 
     Returns after SIGHUP (relayed to the children; waits for them, killing
-    those still running ``graceful_timeout`` seconds later) or
+    those still running ``graceful_timeout`` (plus ``kill_margin``)
+    seconds later) or
     SIGTERM/SIGINT (relayed; children still running after 5 s are killed).
-    SIGUSR1 calls ``on_usr1`` and is relayed.
+    SIGUSR1 calls ``on_usr1`` and is relayed (children start with it
+    ignored, until they set their own handler).
 
     If ``workers_desired`` is 0, ``worker_func(0)`` is called in this process
     ("inproc" mode, for debugging) and its return ends the call.
@@ -819,7 +830,9 @@ def sustain_workers(workers_desired: int, worker_func: Callable[[int], Optional[
         kwargs: ``name`` (shown in log lines), ``label(index)`` (how a
             child is named in log lines, default ``'<name> <index>'``),
             ``respawn_interval`` and ``max_backoff`` (seconds),
-            ``graceful_timeout`` (seconds; 0 waits for ever),
+            ``graceful_timeout`` (seconds; 0 waits for ever) and
+            ``kill_margin`` (seconds past it before the kill, for children
+            that cut themselves off at ``graceful_timeout``),
             ``worker_timeout`` (seconds; a child that has called
             :func:`heartbeat` and then not for this long is killed and
             replaced; 0 for off), ``recycler`` (a :class:`Recycler`),

@@ -43,8 +43,12 @@ def listen(pid: int) -> socket.socket:
     """
     _STARTED_BY[0] = os.getuid()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.bind(address(pid))
-    sock.listen(8)
+    try:
+        sock.bind(address(pid))
+        sock.listen(8)
+    except OSError:
+        sock.close()
+        raise
     sock.setblocking(False)
     return sock
 

@@ -384,7 +384,7 @@ class Server:
                 values['min_lifetime'])
         sustain_workers(sub.worker_count(), lambda i: self.run_worker(sub, i), logger, name=what,
                         label=lambda i: '%s %s' % (what, buckets[i]) if what == 'daemon' else '%s %d' % (what, i),
-                        on_stop=on_stop, graceful_timeout=values['graceful_timeout'] + KILL_MARGIN,
+                        on_stop=on_stop, graceful_timeout=values['graceful_timeout'], kill_margin=KILL_MARGIN,
                         worker_timeout=values.get('worker_timeout', 0.0), recycler=recycler, status=status,
                         on_usr1=reopen_log_files)
         return 0
@@ -397,6 +397,8 @@ class Server:
         set_title('brimd: %s' % what if sub.kind == DAEMONS else 'brimd: %s %s' % (sub.name, what))
         logger = sub.logger
         parent = os.getppid()
+        if not isinstance(sub, DaemonsSubserver):
+            import_eventlet()  # first, so its import-time warning is silenced even if an app imports it
         try:
             sub.load_apps()
         except BrimError as err:
@@ -612,7 +614,7 @@ def status_table(snapshot: dict) -> list[str]:
                 continue
             last = stats.get('last_exit', 0)
             rows.append((name, bucket, str(stats['pid'] or '-'), str(stats.get('restart_count', 0)),
-                         'signal %d' % (last - 128) if last > 128 else str(last),
+                         'signal %d' % (last - 128) if 128 < last < 128 + signal.NSIG else str(last),
                          '%ds' % stats['backoff'] if stats.get('backoff') else '-'))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ['  '.join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]

@@ -281,6 +281,19 @@ class StopServing(Exception):
     """Thrown into a runner's serving green thread to stop it accepting."""
 
 
+def wait_for_pool(eventlet: Any, pool: Any, connections: Any = ()) -> None:
+    """Wait until ``pool`` has no green thread running (and ``connections``
+    is empty), polling every 50 ms.
+
+    Not ``GreenPool.waitall()``: killing the accept loop's green thread can
+    leave it a stale wake-up, which ends ``waitall`` early, with requests
+    still running (seen under load with Eventlet 0.41): the worker would
+    then exit and reset their connections.
+    """
+    while pool.running() or connections:
+        eventlet.sleep(0.05)
+
+
 def close_listener(sock: Any) -> None:
     """Close this worker's copy of a listening socket (the port is released
     once no brimd process holds it; others keep accepting meanwhile)."""
@@ -341,7 +354,7 @@ class HandlerRunner(Runner):
                 self.pool.spawn_n(self._handle, unit)
         except StopServing:
             pass
-        self.pool.waitall()
+        wait_for_pool(self.eventlet, self.pool)
 
     def _handle(self, unit: tuple) -> None:
         handler = self.handler

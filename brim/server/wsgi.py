@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
 from brim.log import NOTICE, access_line, sysloggable_excinfo, utc_stamp
-from brim.server.subserver import Runner, StopServing, StreamSubserver, close_listener, import_eventlet
+from brim.server.subserver import Runner, StopServing, StreamSubserver, close_listener, import_eventlet, wait_for_pool
 from brim.stats import BucketStats
 
 #: The status brimd logs and counts for a request whose client went away
@@ -148,6 +148,10 @@ class _Response:
 
 _PROTOCOL: list = []
 
+#: Seconds a graceful stop leaves idle keep-alive connections open for one
+#: more request (answered with ``Connection: close``) before closing them.
+IDLE_LINGER = 1.0
+
 
 def framing_error(version: str, headers: Any) -> Optional[str]:
     """Return why a request head is ambiguous (RFC 9112), or None if it is fine.
@@ -236,16 +240,10 @@ def _protocol_class(eventlet_wsgi: Any) -> type:
                 return env
 
             def handle_one_request(self) -> None:
-                # While a request is read and answered, a graceful stop can
-                # still make its response say Connection: close.
-                active = self.server.active
-                active.add(self)
-                try:
-                    super().handle_one_request()
-                finally:
-                    active.discard(self)
+                super().handle_one_request()
                 if self.server.draining:
-                    self.close_connection = 1
+                    # Kept alive, as the response said: idle from now on.
+                    self.server.idle_since[id(self.conn_state)] = time.monotonic()
         _PROTOCOL.append(BrimHttpProtocol)
     return _PROTOCOL[0]
 
@@ -258,11 +256,13 @@ class WSGIRunner(Runner):
     - :meth:`stop_accepting` ends the accept loop at once; connections
       still queued in the kernel stay for the other workers (or the next
       brimd, after a restart), since the socket itself stays open there.
-    - A keep-alive connection that is idle with nothing received is closed.
-      One whose next request has arrived, or that is inside a request, is
-      answered, with ``Connection: close`` if its headers are not yet sent,
-      then closed (RFC 9112 §9.6), so a client never has a request refused
-      mid-flight by the close.
+    - Requests in progress are answered as they began (a keep-alive
+      response stays keep-alive). Every request that arrives afterwards on
+      an open connection is answered with ``Connection: close``, then the
+      connection closes (RFC 9112 §9.6): a busy keep-alive client learns of
+      the close from a response, never from a refused request.
+    - Keep-alive connections idle for :data:`IDLE_LINGER` seconds, with
+      nothing received, are closed.
     """
 
     def __init__(self, sub: 'WSGISubserver', stats: BucketStats) -> None:
@@ -285,7 +285,7 @@ class WSGIRunner(Runner):
             minimum_chunk_size=sub.values['wsgi_output_iter_chunk_size'], log_output=False,
             debug=False, socket_timeout=self.timeout)
         self.server.draining = False
-        self.server.active = set()
+        self.server.idle_since = {}  # id(conn) -> monotonic time, while draining
         self.connections: dict[int, list] = {}  # id -> [address, socket, state] (Eventlet's conn_state)
         self.thread: Any = None
         self.serving = True
@@ -317,7 +317,7 @@ class WSGIRunner(Runner):
                 self.pool.spawn(self.server.process_request, conn).link(self._forget, conn)
         except StopServing:
             pass
-        self.pool.waitall()
+        wait_for_pool(self.eventlet, self.pool, self.connections)
 
     def _forget(self, thread: Any, conn: list) -> None:
         self.connections.pop(id(conn), None)
@@ -333,12 +333,20 @@ class WSGIRunner(Runner):
             self.eventlet.kill(self.thread, StopServing())
         close_listener(self.sock)
         self.server.draining = True
-        for protocol in list(self.server.active):
-            protocol.close_connection = 1
-        for conn in list(self.connections.values()):
-            if conn[2] == self.wsgi.STATE_IDLE and not _has_input(conn[1]):
-                conn[2] = self.wsgi.STATE_CLOSE
-                self.eventlet.greenio.shutdown_safe(conn[1])
+        self.eventlet.spawn_n(self.close_idle, time.monotonic())
+
+    def close_idle(self, since: float) -> None:
+        """While connections remain, close those idle for :data:`IDLE_LINGER`
+        seconds (counted from ``since`` at the latest) with nothing received."""
+        idle_since = self.server.idle_since
+        while self.connections:
+            now = time.monotonic()
+            for key, conn in list(self.connections.items()):
+                if conn[2] == self.wsgi.STATE_IDLE and now - idle_since.get(key, since) >= IDLE_LINGER \
+                        and not _has_input(conn[1]):
+                    conn[2] = self.wsgi.STATE_CLOSE
+                    self.eventlet.greenio.shutdown_safe(conn[1])
+            self.eventlet.sleep(IDLE_LINGER / 10)
 
 
 def _has_input(sock: Any) -> bool:

@@ -224,3 +224,146 @@ class Brimd:
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+
+
+class Load:
+    """Clients loading a server from threads until :meth:`stop` (bounded by
+    ``max_seconds`` in any case), counting what succeeded and what failed.
+
+    Kinds: ``keepalive`` (HTTP/1.1 requests on one connection, reconnecting
+    when the server closes it), ``fresh`` (one HTTP request per connection)
+    and ``tcp`` (connect, one echo round trip, close). A keep-alive client
+    retries a request once on a new connection when a *reused* connection
+    was closed before any byte of the response came: what RFC 9112 §9.3.1
+    allows clients for idempotent requests, and what HTTP client libraries
+    do. Those are counted as ``retried``, not failed; anything else (refused
+    connection, error status, short or wrong answer, reset mid-response) is
+    a failure, recorded with its reason.
+
+    ``bodies`` counts each distinct HTTP response body seen.
+    """
+
+    def __init__(self, port: int, kinds: tuple[str, ...] = ('keepalive', 'fresh'), path: str = '/',
+                 tcp_port: Optional[int] = None, max_seconds: float = 60.0) -> None:
+        import threading
+        self.port, self.path, self.tcp_port = port, path, tcp_port
+        self.deadline = time.monotonic() + max_seconds
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = self.retried = 0
+        self.failures: list[str] = []
+        self.bodies: dict[bytes, int] = {}
+        self.local = threading.local()
+        self.threads = [threading.Thread(target=getattr(self, '_' + kind), daemon=True) for kind in kinds]
+
+    def __enter__(self) -> 'Load':
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def running(self) -> bool:
+        return not self.done.is_set() and time.monotonic() < self.deadline
+
+    def stop(self) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(15)
+
+    def _count(self, body: Optional[bytes] = None, failure: Optional[str] = None) -> None:
+        with self.lock:
+            if failure is not None:
+                self.failures.append(failure)
+            else:
+                self.ok += 1
+                if body is not None:
+                    self.bodies[body] = self.bodies.get(body, 0) + 1
+
+    def _request(self, conn: socket.socket, buffer: bytearray) -> Optional[bytes]:
+        """One GET on ``conn``; the body, or None if closed before any byte
+        came. Sets ``self.must_close`` for a response with Connection: close."""
+        conn.sendall(('GET %s HTTP/1.1\r\nHost: load\r\n\r\n' % self.path).encode())
+        while b'\r\n\r\n' not in buffer:
+            data = conn.recv(65536)
+            if not data:
+                if buffer:
+                    raise OSError('closed mid-response')
+                return None
+            buffer += data
+        head, _, rest = bytes(buffer).partition(b'\r\n\r\n')
+        status = head.split(b'\r\n')[0]
+        fields = dict(line.split(b':', 1) for line in head.split(b'\r\n')[1:] if b':' in line)
+        fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+        length = int(fields[b'content-length'])
+        self.local.must_close = fields.get(b'connection', b'').lower() == b'close'
+        while len(rest) < length:
+            data = conn.recv(65536)
+            if not data:
+                raise OSError('closed mid-body')
+            rest += data
+        del buffer[:]
+        buffer += rest[length:]
+        if not status.startswith(b'HTTP/1.1 200'):
+            raise OSError('status %r' % status)
+        return rest[:length]
+
+    def _keepalive(self) -> None:
+        conn: Optional[socket.socket] = None
+        buffer = bytearray()
+        reused = False
+        while self.running():
+            try:
+                if conn is None:
+                    conn = socket.create_connection(('127.0.0.1', self.port), timeout=10)
+                    buffer, reused = bytearray(), False
+                body = self._request(conn, buffer)
+                if body is None:
+                    conn.close()
+                    conn = None
+                    if reused:
+                        with self.lock:
+                            self.retried += 1
+                        continue
+                    self._count(failure='fresh connection closed before any response')
+                    continue
+                reused = True
+                self._count(body)
+                if self.local.must_close:  # as RFC 9112 §9.6 asks of a client
+                    conn.close()
+                    conn = None
+            except (OSError, ValueError, KeyError) as err:
+                self._count(failure='keepalive: %s (reused %s, %d bytes of response)' % (err, reused, len(buffer)))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def _fresh(self) -> None:
+        while self.running():
+            try:
+                with socket.create_connection(('127.0.0.1', self.port), timeout=10) as conn:
+                    body = self._request(conn, bytearray())
+                if body is None:
+                    self._count(failure='fresh: closed before any response')
+                else:
+                    self._count(body)
+            except (OSError, ValueError, KeyError) as err:
+                self._count(failure='fresh: %s' % err)
+
+    def _tcp(self) -> None:
+        assert self.tcp_port is not None
+        n = 0
+        while self.running():
+            n += 1
+            data = b'load %d\n' % n
+            try:
+                answer = tcp_exchange(self.tcp_port, data, timeout=10)
+                if answer.endswith(data):
+                    self._count()
+                else:
+                    self._count(failure='tcp: answered %r to %r' % (answer, data))
+            except OSError as err:
+                self._count(failure='tcp: %s' % err)

@@ -261,3 +261,103 @@ def test_fallback_log_path(monkeypatch, tmp_path):
     monkeypatch.setenv('HOME', str(tmp_path))
     path = log.fallback_log_path()
     assert path in ('/var/log/brimd.log', str(tmp_path / '.brimd.log'))
+
+
+# ---- ReopenableFileHandler / reopen_log_files (SIGUSR1, logrotate) ---------------------
+
+def test_log_file_handler_is_reopenable(tmp_path, route):
+    logger = get_logger(route, log_file=str(tmp_path / 'brim.log'))
+    assert isinstance(logger.handlers[0], log.ReopenableFileHandler)
+
+
+def test_reopen_after_rename_writes_a_new_file_at_the_path(tmp_path, route):
+    path = tmp_path / 'brim.log'
+    rotated = tmp_path / 'brim.log.1'
+    logger = get_logger(route, log_file=str(path))
+    logger.info('before rotation')
+    path.rename(rotated)
+    # Renamed but not told: records follow the open file.
+    logger.info('still the old file')
+    assert not path.exists()
+    log.reopen_log_files()
+    assert not path.exists()  # only a flag: reopened at the next record
+    logger.info('after rotation')
+    logger.info('and again')
+    assert [LINE.match(x).group('msg') for x in _lines(rotated)] == [
+        route + ' before rotation', route + ' still the old file']
+    assert [LINE.match(x).group('msg') for x in _lines(path)] == [
+        route + ' after rotation', route + ' and again']
+    # Once only: a second rotation without a request stays on the new file.
+    path.rename(tmp_path / 'brim.log.2')
+    logger.info('third')
+    assert not path.exists()
+    assert _lines(tmp_path / 'brim.log.2')[-1].endswith(route + ' third')
+
+
+def test_reopen_reaches_every_file_handler(tmp_path, route):
+    other_route = route + '_other'
+    first = get_logger(route, log_file=str(tmp_path / 'a.log'))
+    second = get_logger(other_route, log_file=str(tmp_path / 'b.log'))
+    try:
+        first.info('a1')
+        second.info('b1')
+        (tmp_path / 'a.log').rename(tmp_path / 'a.log.1')
+        (tmp_path / 'b.log').rename(tmp_path / 'b.log.1')
+        log.reopen_log_files()
+        first.info('a2')
+        second.info('b2')
+        assert [LINE.match(x).group('msg') for x in _lines(tmp_path / 'a.log')] == [route + ' a2']
+        assert [LINE.match(x).group('msg') for x in _lines(tmp_path / 'b.log')] == [other_route + ' b2']
+    finally:
+        for handler in list(second.handlers):
+            second.removeHandler(handler)
+            handler.close()
+
+
+def test_reopen_failure_keeps_the_old_file_and_says_so(tmp_path, route):
+    directory = tmp_path / 'logs'
+    directory.mkdir()
+    path = directory / 'brim.log'
+    rotated = tmp_path / 'brim.log.1'
+    logger = get_logger(route, log_file=str(path))
+    logger.info('before')
+    # The file moves out and its directory goes: the path cannot be opened
+    # (chmod would not stop root, which these tests may run as).
+    path.rename(rotated)
+    directory.rmdir()
+    log.reopen_log_files()
+    logger.info('after')
+    logger.info('later')
+    assert not directory.exists()
+    lines = _lines(rotated)
+    assert lines[0].endswith(route + ' before')
+    assert lines[1] == 'cannot reopen log file %s: No such file or directory; still writing to the old one' % path
+    assert [LINE.match(x).group('msg') for x in lines[2:]] == [route + ' after', route + ' later']
+    # The directory is back: the next request reopens at the path.
+    directory.mkdir()
+    log.reopen_log_files()
+    logger.info('back')
+    assert [LINE.match(x).group('msg') for x in _lines(path)] == [route + ' back']
+    assert len(_lines(rotated)) == 4
+
+
+def test_reopen_in_a_signal_handler_only_sets_flags(tmp_path, route):
+    import os
+    import signal
+    import time
+    path = tmp_path / 'brim.log'
+    logger = get_logger(route, log_file=str(path))
+    logger.info('one')
+    path.rename(tmp_path / 'brim.log.1')
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: log.reopen_log_files())
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while not logger.handlers[0].reopen_requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert logger.handlers[0].reopen_requested is True
+    assert not path.exists()  # nothing opened in the handler
+    logger.info('two')
+    assert [LINE.match(x).group('msg') for x in _lines(path)] == [route + ' two']
