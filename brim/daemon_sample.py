@@ -2,7 +2,13 @@
 
 A template for your own daemons. brimd runs each daemon in its own process
 and calls it once; it should loop forever. If it returns or raises, brimd
-logs that and starts it again (at most about once a second).
+logs that and starts it again (at most about once a second; waiting 2, 4 ...
+up to 60 seconds while it keeps failing within 10 seconds of starting).
+
+On ``shutdown`` and ``restart`` a daemon gets SIGHUP, whose default action
+ends it at once. A daemon that must finish a unit of work first sets its own
+handler (``signal.signal(signal.SIGHUP, ...)``) and returns when done,
+within ``graceful_timeout`` seconds, after which it is killed.
 
 Configuration::
 
@@ -23,6 +29,9 @@ iterations  daemon Status lines logged since the daemon started.
 last_run    daemon When the last status line was logged (Unix seconds).
 start_time  daemon When the daemon (re)started (set by brimd).
 =========== ====== ==========================================
+
+Its supervisor also keeps ``pid``, ``restart_count``, ``last_exit`` and
+``backoff`` for it, as for every daemon (see ``brimd status``).
 """
 
 from __future__ import annotations

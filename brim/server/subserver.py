@@ -269,8 +269,25 @@ class Runner:
     def serve(self) -> None:
         raise NotImplementedError
 
+    eventlet: Any = None
+    thread: Any = None  # the green thread running serve()
+    sock: Any = None  # this worker's (green) listening socket
+    serving = True
+
     def stop_accepting(self) -> None:
-        raise NotImplementedError
+        """Stop the accept (or receive) loop; in-flight work goes on."""
+        self.end_accept_loop()
+
+    def end_accept_loop(self) -> bool:
+        """End the serving green thread's loop and close this worker's copy
+        of the listening socket. Returns False if already done."""
+        if not self.serving:
+            return False
+        self.serving = False
+        if self.thread is not None and self.thread is not self.eventlet.getcurrent():
+            self.eventlet.kill(self.thread, StopServing())
+        close_listener(self.sock)
+        return True
 
     def open_count(self) -> int:
         """Connections (or datagrams) being handled now."""
@@ -369,14 +386,6 @@ class HandlerRunner(Runner):
                 except Exception:
                     self.sub.logger.error('cannot make a new %s: %s', self.loaded.section,
                                           sysloggable_excinfo(*sys.exc_info()))
-
-    def stop_accepting(self) -> None:
-        if not self.serving:
-            return
-        self.serving = False
-        if self.thread is not None and self.thread is not self.eventlet.getcurrent():
-            self.eventlet.kill(self.thread, StopServing())
-        close_listener(self.sock)
 
     def open_count(self) -> int:
         return self.pool.running()

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from urllib.parse import urlsplit
 
 from brim.log import NOTICE, access_line, sysloggable_excinfo, utc_stamp
-from brim.server.subserver import Runner, StopServing, StreamSubserver, close_listener, import_eventlet, wait_for_pool
+from brim.server.subserver import Runner, StopServing, StreamSubserver, import_eventlet, wait_for_pool
 from brim.stats import BucketStats
 
 #: The status brimd logs and counts for a request whose client went away
@@ -326,12 +326,8 @@ class WSGIRunner(Runner):
         conn[1].close()
 
     def stop_accepting(self) -> None:
-        if not self.serving:
+        if not self.end_accept_loop():
             return
-        self.serving = False
-        if self.thread is not None and self.thread is not self.eventlet.getcurrent():
-            self.eventlet.kill(self.thread, StopServing())
-        close_listener(self.sock)
         self.server.draining = True
         self.eventlet.spawn_n(self.close_idle, time.monotonic())
 
