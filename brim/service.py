@@ -698,6 +698,8 @@ class Supervisor:
             old, new = self.recycling
             if old.hup_at is None and (self.beats[new.slot] or now - new.started > REPLACEMENT_WAIT):
                 old.hup_at = now
+                if self.recycler is not None:  # count from here: the old one served until now
+                    new.base_served = self.recycler.served(new.index)
                 self.logger.info('%s (pid %d) is serving; retiring pid %d gracefully',
                                  self.label(new.index), new.pid, old.pid)
                 self._kill(old.pid, signal.SIGHUP)

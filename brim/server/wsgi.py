@@ -210,8 +210,13 @@ def _protocol_class(eventlet_wsgi: Any) -> type:
       answers it as HTTP/0.9, with no status line).
     - An absolute-form request target is served as its origin form
       (:func:`origin_form`); Eventlet takes the whole URL as the path.
+    - After each request the connection's green thread yields, so a client
+      pipelining requests cannot starve the others (or the watchdog's
+      heartbeat).
     """
     if not _PROTOCOL:
+        sleep = import_eventlet().sleep
+
         class BrimHttpProtocol(eventlet_wsgi.HttpProtocol):
             default_request_version = 'HTTP/1.0'
             path: str  # the request target (http.server.BaseHTTPRequestHandler)
@@ -241,6 +246,10 @@ def _protocol_class(eventlet_wsgi: Any) -> type:
 
             def handle_one_request(self) -> None:
                 super().handle_one_request()
+                # Eventlet reads a waiting (pipelined) request without
+                # yielding: without this, one busy connection would starve
+                # every other one, the heartbeat and the signal handling.
+                sleep(0)
                 if self.server.draining:
                     # Kept alive, as the response said: idle from now on.
                     self.server.idle_since[id(self.conn_state)] = time.monotonic()
