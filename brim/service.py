@@ -448,6 +448,8 @@ class Supervisor:
         self.initial_done = False
         self.recycling: Optional[tuple[_Child, _Child]] = None  # (old, replacement)
         self.parent = os.getppid()
+        #: The longest sleep between passes (seconds); lower it to poll ``on_pass`` faster.
+        self.max_wait = 1.0
         self._wake_r = self._wake_w = -1
         # One heartbeat cell per slot: a slot per worker plus one for a
         # recycling replacement. Shared with the children (forked after).
@@ -739,8 +741,8 @@ class Supervisor:
         return not self.watch_parent or os.getppid() == self.parent
 
     def next_wait(self, now: float) -> float:
-        """Seconds until something is due (at most 1)."""
-        wait = 1.0
+        """Seconds until something is due (at most :attr:`max_wait`)."""
+        wait = self.max_wait
         if self.worker_timeout:
             wait = min(wait, self.worker_timeout / 4)
         if self.recycling:

@@ -331,6 +331,7 @@ class Server:
             on_stop=self.on_main_stop, wait_on_hup=False, watch_parent=False,
             on_pass=lambda: readiness.check(supervisor), on_usr1=reopen_log_files,
             readers={control_sock.fileno(): lambda: control.answer(control_sock, self)})
+        supervisor.max_wait = 0.05  # until ready: start/restart wait on it
         try:
             supervisor.run()
         finally:
@@ -657,6 +658,7 @@ class _Readiness:
                 return self.fail(supervisor, '[brim] pid_file = %r: cannot write: %s' % (server.pid_file, err.strerror))
         server.logger.info('serving (pid %d)', self.pid)
         self.tell('ok')
+        supervisor.max_wait = 1.0
 
     def tell(self, text: str) -> None:
         fd, self.fd = self.fd, None
