@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Callable, Optional
 
@@ -304,6 +305,7 @@ def rss_bytes(pid: int) -> Optional[int]:
         return None
 
 
+@dataclass
 class Recycler:
     """When to retire a healthy worker gracefully (capacity-safe recycling).
 
@@ -320,16 +322,13 @@ class Recycler:
             start and again to see how many this worker served.
     """
 
-    def __init__(self, served: Callable[[int], int], max_requests: int = 0, max_requests_jitter: int = 0,
-                 max_lifetime: float = 0.0, max_lifetime_jitter: float = 0.0, max_rss: int = 0,
-                 min_lifetime: float = 0.0) -> None:
-        self.served = served
-        self.max_requests = max_requests
-        self.max_requests_jitter = max_requests_jitter
-        self.max_lifetime = max_lifetime
-        self.max_lifetime_jitter = max_lifetime_jitter
-        self.max_rss = max_rss
-        self.min_lifetime = min_lifetime
+    served: Callable[[int], int]
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    max_lifetime: float = 0.0
+    max_lifetime_jitter: float = 0.0
+    max_rss: int = 0
+    min_lifetime: float = 0.0
 
     def active(self) -> bool:
         return bool(self.max_requests or self.max_lifetime or self.max_rss)

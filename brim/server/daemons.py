@@ -3,7 +3,9 @@
 Each daemon process builds ``cls(name, parsed_conf)`` and calls
 ``instance(subserver, stats)``, which should never return. When it returns
 or raises, the process exits (logged) and its supervisor starts it again, at
-most about once a second. Daemons are plain processes: Eventlet is not
+most about once a second, backing off up to a minute while it keeps
+failing (:func:`brim.service.sustain_workers`). On a graceful stop a
+daemon gets SIGHUP, whose default action ends it. Daemons are plain processes: Eventlet is not
 imported for them unless ``eventlet_hub`` is set.
 """
 

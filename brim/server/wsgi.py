@@ -1,6 +1,7 @@
 """The WSGI subserver: pipeline, environ extras, status counting, access log.
 
-Each worker serves HTTP with ``eventlet.wsgi.server`` on the shared socket;
+Each worker serves HTTP with Eventlet's request handling and brim's own
+accept loop (:class:`WSGIRunner`) on the shared socket;
 every request goes through :meth:`WSGISubserver.__call__`, which adds brim's
 environ extras, runs the ``apps =`` pipeline (PEP 3333), counts the status
 into the worker's stats bucket and logs one access line at NOTICE when the

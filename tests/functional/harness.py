@@ -21,6 +21,38 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / 'brimd.conf-sample'
 
 
+#: A WSGI app module (``slowapp.Slow``): GET /slow?s logs "slow start <s>",
+#: sleeps s seconds (green), answers ``done``; GET /pid answers the worker pid;
+#: GET /boom raises RuntimeError.
+SLOW_APP = '''
+import os
+import eventlet
+
+
+class Slow:
+    """GET /slow?s logs "slow start <s>" then sleeps s seconds (green)
+    before answering; GET /pid answers the worker's pid."""
+
+    def __init__(self, name, parsed_conf, next_app):
+        self.next_app = next_app
+
+    def __call__(self, env, start_response):
+        if env['PATH_INFO'] == '/slow':
+            seconds = env.get('QUERY_STRING') or '1'
+            env['brim.logger'].info('slow start %s', seconds)
+            eventlet.sleep(float(seconds))
+            start_response('200 OK', [('Content-Length', '4')])
+            return [b'done']
+        if env['PATH_INFO'] == '/pid':
+            body = str(os.getpid()).encode()
+            start_response('200 OK', [('Content-Length', str(len(body)))])
+            return [body]
+        if env['PATH_INFO'] == '/boom':
+            raise RuntimeError('boom from the app')
+        return self.next_app(env, start_response)
+'''
+
+
 def free_port() -> int:
     """A port free for both TCP and UDP on 127.0.0.1 (checked when picked)."""
     for _ in range(50):

@@ -6,35 +6,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 
-from harness import alive, free_port, get_stats, group_members, http_request, port_accepts, process_state, wait_until
-
-SLOW_APP = '''
-import os
-import eventlet
-
-
-class Slow:
-    """GET /slow?s logs "slow start <s>" then sleeps s seconds (green)
-    before answering; GET /pid answers the worker's pid."""
-
-    def __init__(self, name, parsed_conf, next_app):
-        self.next_app = next_app
-
-    def __call__(self, env, start_response):
-        if env['PATH_INFO'] == '/slow':
-            seconds = env.get('QUERY_STRING') or '1'
-            env['brim.logger'].info('slow start %s', seconds)
-            eventlet.sleep(float(seconds))
-            start_response('200 OK', [('Content-Length', '4')])
-            return [b'done']
-        if env['PATH_INFO'] == '/pid':
-            body = str(os.getpid()).encode()
-            start_response('200 OK', [('Content-Length', str(len(body)))])
-            return [body]
-        return self.next_app(env, start_response)
-'''
+from harness import (SLOW_APP, alive, free_port, get_stats, group_members, http_request, port_accepts, process_state,
+                     wait_until)
 
 WSGI = """
 [wsgi]
@@ -131,14 +105,12 @@ def test_graceful_timeout_cuts_a_slow_request(brimd):
     worker = worker_pid(port)
     conn = send_slow(brimd, port, 30)
     try:
-        began = time.monotonic()
         shutdown = brimd.run('shutdown')
         assert shutdown.returncode == 0, shutdown.stderr
         assert shutdown.stdout.strip() == '%d shut down' % main
         # The worker cuts the request at graceful_timeout (1 s), well
         # before the app's 30 s, and exits; the client sees EOF, no 200.
         wait_until(lambda: gone(worker), 5, what='the worker to exit')
-        assert time.monotonic() - began < 6
         answer = read_all(conn, 5)
         assert b'200' not in answer and b'done' not in answer, answer
     finally:
@@ -160,13 +132,11 @@ def test_shutdown_closes_idle_keepalive_and_answers_in_flight_then_connection_cl
         assert status.startswith(b'HTTP/1.1 200') and int(body) > 0
         assert headers.get(b'connection', b'').lower() != b'close'  # kept alive, now idle
         busy = send_slow(brimd, port, 4)
-        began = time.monotonic()
         shutdown = brimd.run('shutdown')
         assert shutdown.returncode == 0, shutdown.stderr
         # The idle connection is closed after IDLE_LINGER (1 s), while the slow request
         # (4 s from before the shutdown) is still being served.
         assert read_all(idle, 5) == b''
-        assert time.monotonic() - began < 3
         busy.setblocking(False)
         try:
             early = busy.recv(1)
@@ -196,11 +166,9 @@ def test_shutdown_sends_sighup_to_daemons(brimd):
     main = start_serving(brimd, port)
     daemon = wait_until(lambda: get_stats(port)['daemons']['sample']['pid'], 10, what='the daemon pid')
     assert alive(daemon)
-    began = time.monotonic()
     shutdown = brimd.run('shutdown')
     assert shutdown.returncode == 0, shutdown.stderr
     wait_until(lambda: gone(daemon), 5, what='the daemon to exit')
-    assert time.monotonic() - began < 10
     brimd.wait_log('daemon sample (pid %d) exited: signal SIGHUP' % daemon, 5)
     wait_until(lambda: not group_members(main), 5, what='every brimd process to exit')
 
@@ -212,12 +180,10 @@ def test_stop_is_immediate_despite_graceful_timeout(brimd):
     daemon = wait_until(lambda: get_stats(port)['daemons']['sample']['pid'], 10, what='the daemon pid')
     conn = send_slow(brimd, port, 30)
     try:
-        began = time.monotonic()
         stop = brimd.run('stop')
         assert stop.returncode == 0, stop.stderr
         assert stop.stdout.strip() == '%d stopped' % main
         wait_until(lambda: gone(worker) and gone(daemon), 2, what='the worker and the daemon to exit')
-        assert time.monotonic() - began < 4
         answer = read_all(conn, 5)
         assert b'200' not in answer, answer
     finally:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import alive, free_port, get_stats, group_members, http_request, port_accepts, wait_until
+from harness import SLOW_APP, alive, free_port, get_stats, group_members, http_request, port_accepts, wait_until
 
 CONF = """
 [wsgi]
@@ -25,32 +25,6 @@ call = slowapp.Slow
 [stats]
 call = brim.wsgi_stats.WSGIStats
 """
-
-SLOW_APP = '''
-import os
-import eventlet
-
-
-class Slow:
-    """GET /slow?s sleeps s seconds (green) before answering; /pid gives the worker pid."""
-
-    def __init__(self, name, parsed_conf, next_app):
-        self.next_app = next_app
-
-    def __call__(self, env, start_response):
-        if env['PATH_INFO'] == '/slow':
-            eventlet.sleep(float(env.get('QUERY_STRING') or 1))
-            start_response('200 OK', [('Content-Length', '4')])
-            return [b'done']
-        if env['PATH_INFO'] == '/pid':
-            body = str(os.getpid()).encode()
-            start_response('200 OK', [('Content-Length', str(len(body)))])
-            return [body]
-        if env['PATH_INFO'] == '/boom':
-            raise RuntimeError('boom from the app')
-        return self.next_app(env, start_response)
-'''
-
 
 def deploy(brimd, **extra):
     port = free_port()

@@ -98,14 +98,6 @@ class Answering:
         return False
 
 
-@pytest.fixture
-def sockets():
-    made = []
-    yield made
-    for sock in made:
-        sock.close()
-
-
 def test_address_is_abstract_per_pid():
     assert control.address(1234) == '\0brimd.1234'
 

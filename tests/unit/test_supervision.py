@@ -22,7 +22,7 @@ from brim.log import reopen_log_files
 from brim.service import (
     Recycler, _Child, exit_code, get_listening_tcp_socket, get_listening_udp_socket, heartbeat, rss_bytes,
     take_listening_socket)
-from test_service import DEADLINE, Supervised, _gone, _wait_for, _wait_pid
+from test_service import DEADLINE, Supervised, _gone, _wait_for, _wait_pid, needs_ipv6
 
 
 def _append(path, text):
@@ -485,14 +485,6 @@ def test_sigusr1_calls_on_usr1_and_is_relayed(tmp_path):
 
 # ---- take_listening_socket ----------------------------------------------------------
 
-@pytest.fixture
-def sockets():
-    made = []
-    yield made
-    for sock in made:
-        sock.close()
-
-
 def test_take_listening_socket_matches_type_address_port(sockets):
     tcp = get_listening_tcp_socket('127.0.0.1', 0, retry=0)
     udp = get_listening_udp_socket('127.0.0.1', 0, retry=0)
@@ -528,18 +520,7 @@ def test_take_listening_socket_wildcard_and_closed_sockets(sockets):
     assert pool == [closed]
 
 
-def _ipv6_loopback():
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(('::1', 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason='no IPv6 loopback')
+@needs_ipv6
 def test_take_listening_socket_ipv6(sockets):
     v6 = get_listening_tcp_socket('::1', 0, retry=0)
     v6udp = get_listening_udp_socket('::1', 0, retry=0)
