@@ -114,6 +114,13 @@ def to_umask(value: str) -> int:
     return mask
 
 
+def to_tls_version(value: str) -> str:
+    lowered = value.strip()
+    if lowered not in ('1.2', '1.3'):
+        raise ValueError('not a TLS version brimd accepts (1.2 or 1.3)')
+    return lowered
+
+
 def to_path(value: str) -> str:
     """Expand ``~`` and make absolute (brimd changes directory to ``/``)."""
     value = value.strip()
@@ -342,11 +349,20 @@ OPTIONS: tuple[Option, ...] = (
        'unset, no TLS.', shown=''),
     _o('keyfile', _STREAM, to_path, '', 'PEM private key file for certfile, if the key is not in '
        'certfile.', shown=''),
+    _o('ca_certs', _STREAM, to_path, '',
+       'PEM file of CA certificates: when set (with certfile), every client must present a '
+       'certificate signed by one of them (TLS client authentication). Default: unset, no '
+       'client certificates asked for.', shown=''),
+    _o('tls_min_version', _STREAM, to_tls_version, '1.2',
+       'The oldest TLS version accepted: 1.2 or 1.3.'),
     _o('client_timeout', _STREAM, to_seconds, 60.0,
-       'Seconds a client may take to send a request or accept data before it is '
-       'disconnected.', shown='60', units='seconds'),
+       'Seconds a client may take to send a whole request head (from its first byte, or '
+       'from the connection on TLS), to send each body read an app asks for, to accept each '
+       'write, or to start its next request on a kept-alive connection, before it is '
+       'disconnected; 0 for no limit (not for the internet).', shown='60', units='seconds'),
     _o('concurrent_per_worker', _IP, to_positive_int, 1024,
-       'The most requests, connections or datagrams one worker handles at once.'),
+       'The most requests, connections or datagrams one worker handles at once; past it, '
+       'new connections wait in the kernel\'s backlog until one closes.'),
     _o('backlog', _STREAM, to_positive_int, 4096,
        'The listen backlog: connections the kernel queues before they are accepted.'),
     _o('listen_retry', _IP, to_seconds, 30.0,
@@ -392,6 +408,28 @@ OPTIONS: tuple[Option, ...] = (
        'so off by default).', shown='no'),
     _o('count_status_codes', (WSGI,), to_status_codes, [404, 408, 499, 501],
        'Status codes counted on their own as status_<code>_count stats.'),
+    # The limits on a request head follow common practice: Eventlet and nginx
+    # allow 8 KiB lines, gunicorn 100 fields; 64 KiB in all is Eventlet's and
+    # Node's order of magnitude. Over a limit: 414 (RFC 9112 §3, RFC 9110
+    # §15.5.15) or 431 (RFC 6585 §5), then the connection closes.
+    _o('max_request_line', (WSGI,), to_positive_int, 8192,
+       'The longest request line (method, target, version) accepted; longer gets 414 URI '
+       'Too Long.', units='bytes'),
+    _o('max_header_line', (WSGI,), to_positive_int, 8192,
+       'The longest header field line accepted; longer gets 431 Request Header Fields Too '
+       'Large.', units='bytes'),
+    _o('max_headers', (WSGI,), to_positive_int, 100,
+       'The most header field lines a request may have; more gets 431 Request Header '
+       'Fields Too Large.'),
+    _o('max_header_size', (WSGI,), to_positive_int, 65536,
+       'The most bytes a whole request head may have (request line and header fields); '
+       'more gets 431 Request Header Fields Too Large.', units='bytes'),
+    # Off by default: wsgi.input streams, so a large body costs memory only
+    # in an app that reads it whole; such an app should set a limit.
+    _o('max_body_size', (WSGI,), to_nonnegative_int, 0,
+       'The largest request body accepted: a larger Content-Length gets 413 Content Too '
+       'Large before any app runs, and a chunked body that grows past it ends the request '
+       'with 413; 0 for no limit.', units='bytes'),
     _o('wsgi_input_iter_chunk_size', (WSGI,), to_positive_int, 4096,
        'Bytes read at a time when an app iterates over wsgi.input.', units='bytes'),
     _o('wsgi_output_iter_chunk_size', (WSGI,), to_positive_int, 4096,
