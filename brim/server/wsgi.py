@@ -23,10 +23,12 @@ import sys
 import time
 import uuid
 from typing import Any, Callable, Iterable, Iterator, Optional
-from urllib.parse import urlsplit
 
+from brim.http import HTTPException
 from brim.log import NOTICE, access_line, sysloggable_excinfo, utc_stamp
-from brim.server.subserver import Runner, StopServing, StreamSubserver, import_eventlet, wait_for_pool
+from brim.server.http1 import Limits
+from brim.server.httpconn import BUSY, IDLE, Connection
+from brim.server.subserver import Runner, StopServing, StreamSubserver, import_eventlet
 from brim.stats import BucketStats
 
 #: The status brimd logs and counts for a request whose client went away
@@ -49,63 +51,6 @@ def _error_response(start_response: Callable[..., Any], status: str, exc_info: A
     headers = [('Content-Type', 'text/plain; charset=utf-8'), ('Content-Length', str(len(body)))]
     start_response(status, headers, exc_info)
     return [body]
-
-
-class _EventletLog:
-    """Eventlet's server log, sent to the subserver's logger as one-line records."""
-
-    def __init__(self, logger: Any) -> None:
-        self.logger = logger
-
-    def _flat(self, msg: Any, args: tuple) -> str:
-        text = (str(msg) % args) if args else str(msg)
-        return ' '.join(text.split())
-
-    def debug(self, msg: Any, *args: Any) -> None:
-        self.logger.debug('eventlet: %s', self._flat(msg, args))
-
-    info = debug
-
-    def warning(self, msg: Any, *args: Any) -> None:
-        self.logger.warning('eventlet: %s', self._flat(msg, args))
-
-    def error(self, msg: Any, *args: Any) -> None:
-        self.logger.error('eventlet: %s', self._flat(msg, args))
-
-    exception = error
-
-    def write(self, text: str) -> None:
-        self.debug(text)
-
-
-class _Input:
-    """``wsgi.input`` whose iteration reads ``wsgi_input_iter_chunk_size`` bytes at a time."""
-
-    __slots__ = ('_input', '_chunk')
-
-    def __init__(self, wsgi_input: Any, chunk: int) -> None:
-        self._input = wsgi_input
-        self._chunk = chunk
-
-    def read(self, size: Optional[int] = -1) -> bytes:
-        return self._input.read(size)
-
-    def readline(self, size: Optional[int] = -1) -> bytes:
-        return self._input.readline(size)
-
-    def readlines(self, hint: Optional[int] = -1) -> list[bytes]:
-        return self._input.readlines(hint)
-
-    def __iter__(self) -> Iterator[bytes]:
-        read, chunk = self._input.read, self._chunk
-        while True:
-            data = read(chunk)
-            if not data:
-                return
-            yield data
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._input, name)
 
 
 class _Response:
@@ -147,121 +92,18 @@ class _Response:
             self.sub.finish_request(self)
 
 
-_PROTOCOL: list = []
-
 #: Seconds a graceful stop leaves idle keep-alive connections open for one
 #: more request (answered with ``Connection: close``) before closing them.
 IDLE_LINGER = 1.0
 
 
-def framing_error(version: str, headers: Any) -> Optional[str]:
-    """Return why a request head is ambiguous (RFC 9112), or None if it is fine.
-
-    Args:
-        version: The request's HTTP version, e.g. ``'HTTP/1.1'``.
-        headers: An ``email.message.Message`` of the request header fields.
-    """
-    lengths = headers.get_all('content-length') or []
-    if len({value.strip() for value in lengths}) > 1:
-        # RFC 9112 §6.3: differing Content-Length values are an unrecoverable error.
-        return 'differing Content-Length values'
-    hosts = headers.get_all('host') or []
-    if version == 'HTTP/1.1' and len(hosts) != 1:
-        # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
-        # code to any HTTP/1.1 request message that lacks a Host header field
-        # and to any request message that contains more than one Host header
-        # field line".
-        return 'no Host header' if not hosts else 'more than one Host header'
-    if len(hosts) > 1:
-        return 'more than one Host header'
-    return None
-
-
-def origin_form(target: str, headers: Any) -> str:
-    """Turn an absolute-form request target into origin form.
-
-    RFC 9112 §3.2.2: "A server MUST accept the absolute-form in requests"
-    and, when it does, "MUST ignore the received Host header field (if any)
-    and instead use the host information of the request-target": the Host
-    header is replaced by the target's authority.
-
-    Args:
-        target: ``http://host[:port]/path?query``.
-        headers: The request's ``email.message.Message``; its Host is replaced.
-
-    Returns:
-        ``/path?query`` (``/`` when the target has no path).
-    """
-    parts = urlsplit(target)
-    del headers['Host']
-    headers['Host'] = parts.netloc
-    return (parts.path or '/') + ('?' + parts.query if parts.query else '')
-
-
-def _protocol_class(eventlet_wsgi: Any) -> type:
-    """Eventlet's HttpProtocol with brim's strict framing and PEP 3333 environ.
-
-    Departures from Eventlet, on purpose:
-
-    - ``SERVER_PROTOCOL`` is the version the client used (PEP 3333, after
-      CGI, RFC 3875 §4.1.16); Eventlet always says ``HTTP/1.0``.
-    - Heads that :func:`framing_error` finds ambiguous get 400 and a closed
-      connection before any app runs.
-    - A malformed request line gets a 400 with a status line (Eventlet
-      answers it as HTTP/0.9, with no status line).
-    - An absolute-form request target is served as its origin form
-      (:func:`origin_form`); Eventlet takes the whole URL as the path.
-    - After each request the connection's green thread yields, so a client
-      pipelining requests cannot starve the others (or the watchdog's
-      heartbeat).
-    """
-    if not _PROTOCOL:
-        sleep = import_eventlet().sleep
-
-        class BrimHttpProtocol(eventlet_wsgi.HttpProtocol):
-            default_request_version = 'HTTP/1.0'
-            path: str  # the request target (http.server.BaseHTTPRequestHandler)
-
-            def parse_request(self) -> bool:
-                if not super().parse_request():
-                    return False
-                if self.server.draining:
-                    self.close_connection = 1
-                reason = framing_error(self.request_version, self.headers)
-                if reason is None:
-                    if self.path[:1] != '/' and self.path.lower().startswith(('http://', 'https://')):
-                        self.path = origin_form(self.path, self.headers)
-                    return True
-                body = ('400 Bad Request: %s\n' % reason).encode('ascii')
-                self.wfile.write(b'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n'
-                                 b'Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s'
-                                 % (len(body), body))
-                self.close_connection = 1
-                self.server.app.count_rejected(400)
-                return False
-
-            def get_environ(self) -> dict:
-                env = super().get_environ()
-                env['SERVER_PROTOCOL'] = self.request_version
-                return env
-
-            def handle_one_request(self) -> None:
-                super().handle_one_request()
-                # Eventlet reads a waiting (pipelined) request without
-                # yielding: without this, one busy connection would starve
-                # every other one, the heartbeat and the signal handling.
-                sleep(0)
-                if self.server.draining:
-                    # Kept alive, as the response said: idle from now on.
-                    self.server.idle_since[id(self.conn_state)] = time.monotonic()
-        _PROTOCOL.append(BrimHttpProtocol)
-    return _PROTOCOL[0]
-
-
 class WSGIRunner(Runner):
-    """Serves HTTP on the worker's socket with Eventlet's request handling
-    (``eventlet.wsgi.Server`` and brim's protocol class) and brim's own
-    accept loop, so a graceful stop loses nothing:
+    """Serves HTTP on the worker's socket: brim's accept loop, one
+    :class:`~brim.server.httpconn.Connection` per client in its own green
+    thread, at most ``concurrent_per_worker`` at once (past that, new
+    connections wait in the kernel's backlog, not in this process).
+
+    A graceful stop loses nothing:
 
     - :meth:`stop_accepting` ends the accept loop at once; connections
       still queued in the kernel stay for the other workers (or the next
@@ -277,81 +119,103 @@ class WSGIRunner(Runner):
 
     def __init__(self, sub: 'WSGISubserver', stats: BucketStats) -> None:
         eventlet = import_eventlet()
+        values = sub.values
         self.sub = sub
         self.eventlet = eventlet
-        self.wsgi = eventlet.wsgi
         self.sock = eventlet.greenio.GreenSocket(sub.sock)
-        if sub.ssl_context is not None:
-            green_ssl = eventlet.green.ssl
-            # The handshake happens on the first read, inside the request's
-            # own green thread and under client_timeout, not in accept().
-            self.sock = green_ssl.GreenSSLSocket(self.sock, server_side=True, _context=sub.ssl_context,
-                                                 do_handshake_on_connect=False)
-        self.pool = eventlet.GreenPool(sub.values['concurrent_per_worker'])
-        self.timeout = sub.values['client_timeout'] or None
-        self.server = self.wsgi.Server(
-            self.sock, self.sock.getsockname(), sub, log=_EventletLog(sub.logger),
-            environ=sub.base_environ(), protocol=_protocol_class(self.wsgi),
-            minimum_chunk_size=sub.values['wsgi_output_iter_chunk_size'], log_output=False,
-            debug=False, socket_timeout=self.timeout)
-        self.server.draining = False
-        self.server.idle_since = {}  # id(conn) -> monotonic time, while draining
-        self.connections: dict[int, list] = {}  # id -> [address, socket, state] (Eventlet's conn_state)
+        self.tls = sub.ssl_context is not None
+        if self.tls:
+            # The handshake happens in each connection's own green thread,
+            # under client_timeout (Connection.handshake), not in accept().
+            self.sock = eventlet.green.ssl.GreenSSLSocket(self.sock, server_side=True, _context=sub.ssl_context,
+                                                          do_handshake_on_connect=False)
+        self.timeout: Optional[float] = values['client_timeout'] or None
+        self.limits = Limits(values['max_request_line'], values['max_header_line'], values['max_headers'],
+                             values['max_header_size'])
+        self.max_body_size: int = values['max_body_size']
+        self.in_chunk: int = values['wsgi_input_iter_chunk_size']
+        self.out_min: int = values['wsgi_output_iter_chunk_size']
+        self.slots = eventlet.semaphore.Semaphore(values['concurrent_per_worker'])
+        self.connections: dict[int, Connection] = {}
+        self.draining = False
         self.thread: Any = None
         self.serving = True
+        self.yield_now = eventlet.sleep
+        host, port = self.sock.getsockname()[:2]
+        self.environ = sub.base_environ()
+        self.environ.update({
+            'SERVER_NAME': host, 'SERVER_PORT': str(port), 'GATEWAY_INTERFACE': 'CGI/1.1',
+            'wsgi.version': (1, 0), 'wsgi.url_scheme': 'https' if self.tls else 'http',
+            'wsgi.errors': sys.stderr, 'wsgi.multithread': True, 'wsgi.multiprocess': True,
+            'wsgi.run_once': False, 'wsgi.input_terminated': True,
+        })
+        if self.tls:
+            self.environ['HTTPS'] = 'on'
+
+    def connection_environ(self, sock: Any, address: Any) -> dict:
+        """The environ keys that are the same for every request of one connection."""
+        env = self.environ.copy()
+        if isinstance(address, tuple):
+            env['REMOTE_ADDR'], env['REMOTE_PORT'] = address[0], str(address[1])
+        else:
+            env['REMOTE_ADDR'], env['REMOTE_PORT'] = str(address or ''), ''
+        return env
 
     def open_count(self) -> int:
         return len(self.connections)
 
     def serve(self) -> None:
         self.thread = self.eventlet.getcurrent()
-        idle = self.wsgi.STATE_IDLE
         try:
             while self.serving:
+                # Take a slot before accepting: past concurrent_per_worker,
+                # connections wait in the kernel's backlog (or go to another
+                # worker), not in this process.
+                self.slots.acquire()
                 try:
                     client, address = self.sock.accept()
                 except StopServing:
                     break
                 except OSError as err:
+                    self.slots.release()
                     if not self.serving:
                         break
                     if err.errno not in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
                         self.sub.logger.warning('accept failed: %s', err)
                         self.eventlet.sleep(0.05)
                     continue
-                client.settimeout(self.timeout)
-                conn = [address, client, idle]
+                conn = Connection(self, client, address)
                 self.connections[id(conn)] = conn
-                # spawn() waits while concurrent_per_worker connections are
-                # open: further ones wait in the kernel's backlog.
-                self.pool.spawn(self.server.process_request, conn).link(self._forget, conn)
+                self.eventlet.spawn_n(self._run, conn)
         except StopServing:
             pass
-        wait_for_pool(self.eventlet, self.pool, self.connections)
+        while self.connections:
+            # Polled, not waited on an event: see wait_for_pool.
+            self.eventlet.sleep(0.05)
 
-    def _forget(self, thread: Any, conn: list) -> None:
-        self.connections.pop(id(conn), None)
-        conn[2] = self.wsgi.STATE_CLOSE
-        self.eventlet.greenio.shutdown_safe(conn[1])
-        conn[1].close()
+    def _run(self, conn: Connection) -> None:
+        try:
+            conn.run()
+        finally:
+            self.connections.pop(id(conn), None)
+            self.slots.release()
 
     def stop_accepting(self) -> None:
         if not self.end_accept_loop():
             return
-        self.server.draining = True
+        self.draining = True
         self.eventlet.spawn_n(self.close_idle, time.monotonic())
 
     def close_idle(self, since: float) -> None:
         """While connections remain, close those idle for :data:`IDLE_LINGER`
         seconds (counted from ``since`` at the latest) with nothing received."""
-        idle_since = self.server.idle_since
         while self.connections:
             now = time.monotonic()
-            for key, conn in list(self.connections.items()):
-                if conn[2] == self.wsgi.STATE_IDLE and now - idle_since.get(key, since) >= IDLE_LINGER \
-                        and not _has_input(conn[1]):
-                    conn[2] = self.wsgi.STATE_CLOSE
-                    self.eventlet.greenio.shutdown_safe(conn[1])
+            for conn in list(self.connections.values()):
+                if conn.state == IDLE and now - max(conn.idle_since, since) >= IDLE_LINGER \
+                        and not conn.buf and not _has_input(conn.sock):
+                    conn.state = BUSY  # closing
+                    self.eventlet.greenio.shutdown_safe(conn.sock)
             self.eventlet.sleep(IDLE_LINGER / 10)
 
 
@@ -431,13 +295,16 @@ class WSGISubserver(StreamSubserver):
     # -- the request path ------------------------------------------------------
 
     def __call__(self, env: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Run one request through the pipeline (PEP 3333), adding brim's
+        environ extras; an app that raises gets a logged 500, and an error
+        raised by ``wsgi.input`` (408, 400, 413, a client gone) that the
+        app left uncaught is answered as itself."""
         start = time.time()
         state: list = []
         env['brim.start'] = start
         env['brim.txn'] = env.get('HTTP_X_TXN') or uuid.uuid4().hex
         env['brim.log_info'] = []
         raw_input = env.get('wsgi.input')
-        env['wsgi.input'] = _Input(raw_input, self.values['wsgi_input_iter_chunk_size'])
 
         def counting_start_response(status: str, headers: list, exc_info: Any = None) -> Any:
             if state:
@@ -448,15 +315,26 @@ class WSGISubserver(StreamSubserver):
 
         try:
             body: Iterable[bytes] = self.pipeline(env, counting_start_response)
-        except Exception:
+        except Exception as err:
             exc_info = sys.exc_info()
-            self.logger.error('%s %s: app raised: %s', env['brim.txn'], env.get('PATH_INFO'),
-                              sysloggable_excinfo(*exc_info))
             try:
-                body = _error_response(counting_start_response, '500 Internal Server Error', exc_info)
+                if err is getattr(raw_input, 'error', None):
+                    body = self._input_failed(env, err, counting_start_response, exc_info)
+                else:
+                    self.logger.error('%s %s: app raised: %s', env['brim.txn'], env.get('PATH_INFO'),
+                                      sysloggable_excinfo(*exc_info))
+                    body = _error_response(counting_start_response, '500 Internal Server Error', exc_info)
             finally:
                 del exc_info
         return _Response(self, env, body, state, start, raw_input)
+
+    def _input_failed(self, env: dict, err: BaseException, start_response: Callable[..., Any],
+                      exc_info: Any) -> Iterable[bytes]:
+        """Answer a request whose body could not be read (the connection then closes)."""
+        self.logger.info('%s %s: %s', env['brim.txn'], env.get('PATH_INFO'), ' '.join(str(err).split()))
+        if isinstance(err, HTTPException):
+            return err(env, lambda status, headers: start_response(status, headers, exc_info))
+        return []  # the client is gone: nothing to answer (logged as 499)
 
     def count_rejected(self, code: int) -> None:
         """Count a request refused before it reached the pipeline."""
