@@ -30,7 +30,7 @@ setup(
     ],
     extras_require={
         'proctitle': ['setproctitle'],
-        'test': ['pytest>=7', 'pytest-timeout>=2', 'trustme>=1.0', 'setproctitle', 'ruff', 'mypy'],
+        'test': ['pytest>=7', 'pytest-timeout>=2', 'trustme>=1.0', 'setproctitle', 'ruff', 'mypy', 'hypothesis>=6'],
     },
     entry_points={'console_scripts': ['brimd = brim.server.cli:main']},
     classifiers=[

@@ -204,28 +204,55 @@ class IPSubserver(Subserver):
 
     def describe(self) -> str:
         shown = '[%s]' % self.ip if ':' in self.ip else self.ip
-        tls = ' TLS' if self.values.get('certfile') else ''
+        tls = ''
+        if self.values.get('certfile'):
+            tls = ' TLS %s' % ('1.3' if self.values.get('tls_min_version') == '1.3' else '1.2+')
+            if self.values.get('ca_certs'):
+                tls += ' with client certificates'
         return '[%s] %s on %s:%s%s, %d worker%s' % (self.name, self.kind, shown, self.port, tls,
                                                    self.worker_count(), '' if self.worker_count() == 1 else 's')
 
     def load_tls(self) -> None:
-        """Create :attr:`ssl_context` from certfile/keyfile (before privileges drop).
+        """Create :attr:`ssl_context` from certfile/keyfile, ca_certs and
+        tls_min_version (before privileges drop).
+
+        The context refuses TLS older than ``tls_min_version`` (1.2 unless
+        set to 1.3) and client-initiated renegotiation. With ``ca_certs``,
+        every client must present a certificate issued by one of those CAs
+        (``ssl.CERT_REQUIRED``); without it, none is asked for. The
+        handshake itself happens per connection, in its green thread (see
+        the runners).
 
         Raises:
-            StartupError: naming the section and file if they cannot be loaded.
+            StartupError: one line naming the section, option and value:
+                keyfile or ca_certs without certfile, or a file that cannot
+                be loaded (missing, unreadable, not PEM, key not matching).
         """
         certfile, keyfile = self.values.get('certfile'), self.values.get('keyfile')
-        if not certfile and not keyfile:
-            return
+        ca_certs = self.values.get('ca_certs')
         if not certfile:
-            raise StartupError('[%s] keyfile = %r: set certfile too' % (self.name, keyfile))
+            for option, value in (('keyfile', keyfile), ('ca_certs', ca_certs)):
+                if value:
+                    raise StartupError('[%s] %s = %r: set certfile too' % (self.name, option, value))
+            return
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.minimum_version = (ssl.TLSVersion.TLSv1_3 if self.values.get('tls_min_version') == '1.3'
+                                   else ssl.TLSVersion.TLSv1_2)
+        # A client-initiated renegotiation is a new handshake outside the
+        # client_timeout bound (OpenSSL 3 refuses it already; 1.1.1 does not).
+        context.options |= ssl.OP_NO_RENEGOTIATION
         try:
             context.load_cert_chain(certfile, keyfile or None)
         except (OSError, ssl.SSLError) as err:
             raise StartupError('[%s] certfile = %r keyfile = %r: cannot load: %s' % (
-                self.name, certfile, keyfile, ' '.join(str(err).split()))) from None
+                self.name, certfile, keyfile, tls_reason(err))) from None
+        if ca_certs:
+            try:
+                context.load_verify_locations(ca_certs)
+            except (OSError, ssl.SSLError) as err:
+                raise StartupError('[%s] ca_certs = %r: cannot load: %s' % (
+                    self.name, ca_certs, tls_reason(err))) from None
+            context.verify_mode = ssl.CERT_REQUIRED
         self.ssl_context = context
 
     def close_sockets(self) -> None:
@@ -234,6 +261,14 @@ class IPSubserver(Subserver):
                 self.sock.close()
             except OSError:
                 pass
+
+
+def tls_reason(err: OSError) -> str:
+    """``err`` on one line, without OpenSSL's ``(_ssl.c:NNNN)`` suffix."""
+    text = ' '.join(str(err).split())
+    if text.endswith(')') and ' (_ssl.c:' in text:
+        text = text[:text.rindex(' (_ssl.c:')]
+    return text
 
 
 class StreamSubserver(IPSubserver):

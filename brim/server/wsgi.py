@@ -1,16 +1,15 @@
 """The WSGI subserver: pipeline, environ extras, status counting, access log.
 
-Each worker serves HTTP with Eventlet's request handling and brim's own
-accept loop (:class:`WSGIRunner`) on the shared socket;
-every request goes through :meth:`WSGISubserver.__call__`, which adds brim's
-environ extras, runs the ``apps =`` pipeline (PEP 3333), counts the status
-into the worker's stats bucket and logs one access line at NOTICE when the
-response is closed.
+Each worker serves HTTP with brim's own accept loop (:class:`WSGIRunner`)
+on the shared socket and brim's own HTTP/1.1 connection handling
+(:mod:`brim.server.httpconn`, parsing with :mod:`brim.server.http1`), on
+Eventlet's green sockets. Every request goes through
+:meth:`WSGISubserver.__call__`, which adds brim's environ extras, runs the
+``apps =`` pipeline (PEP 3333), counts the status into the worker's stats
+bucket and logs one access line at NOTICE when the response is closed.
 
-Departures from Eventlet's defaults, on purpose (SPEC §6): tracebacks are
-never sent to clients (``debug=False``), the socket timeout is
-``client_timeout``, and Eventlet's own access log is off (brim writes its
-own).
+What SPEC §6 asks of "Eventlet's WSGI server" holds here: tracebacks are
+never sent to clients, and ``client_timeout`` bounds every wait on a client.
 
 Invariant: Eventlet is imported only inside :meth:`WSGISubserver.make_runner`.
 """
