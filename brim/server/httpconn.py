@@ -91,7 +91,7 @@ class RequestBody:
         answered as the response; the connection then closes.
     """
 
-    __slots__ = ('conn', 'remaining', 'chunked', 'chunk_left', 'done', 'position', 'limit', 'chunk',
+    __slots__ = ('conn', 'remaining', 'chunked', 'chunk_left', 'done', 'position', 'received', 'limit', 'chunk',
                  'pending', 'error', 'continue_wanted')
 
     def __init__(self, conn: 'Connection', head: Head, limit: int, chunk: int) -> None:
@@ -101,6 +101,7 @@ class RequestBody:
         self.chunk_left = 0
         self.done = not head.chunked and not self.remaining
         self.position = 0
+        self.received = 0  # chunk-data bytes announced so far
         self.limit = limit
         self.chunk = chunk
         self.pending = b''
@@ -205,7 +206,8 @@ class RequestBody:
                 self._trailers(deadline)
                 self.done = True
                 return b''
-            if self.limit and self.position + len(self.pending) + size > self.limit:
+            self.received += size
+            if self.limit and self.received > self.limit:
                 raise HTTPContentTooLarge('413 Content Too Large: the body is longer than %d bytes\n'
                                           % self.limit)
             self.chunk_left = size
