@@ -24,7 +24,8 @@ brimd another), so anything RFC 9112 lets a server reject is rejected, with
 - ``Transfer-Encoding`` anything but one final ``chunked``, or sent with
   HTTP/1.0; ``Content-Length`` that is not digits, or that appears more than
   once, or together with ``Transfer-Encoding`` (RFC 9112 §6.1, §6.3);
-- no ``Host``, or several, on HTTP/1.1 (RFC 9112 §3.2).
+- no ``Host``, or several, on HTTP/1.1 (RFC 9112 §3.2);
+- an HTTP major version other than 1 (400, not 505: see :func:`parse_head`).
 
 Invariants: a :class:`Head` that :func:`parse_head` returns has a version of
 ``'HTTP/1.1'`` or ``'HTTP/1.0'``, header names that are lower-case tokens,
@@ -83,7 +84,7 @@ class HeadError(Exception):
     """A request that cannot be served: answer ``status`` and close.
 
     Attributes:
-        status: 400, 413, 414, 431 or 505 (RFC 9110 §15.5, RFC 6585 §5).
+        status: 400, 414 or 431 (RFC 9110 §15.5, RFC 6585 §5).
         reason: What was wrong, for the response body and the log.
     """
 
@@ -161,9 +162,9 @@ def parse_head(data: bytes, limits: Limits) -> Head:
     Raises:
         HeadError: 414 for a request line over ``limits.max_request_line``;
             431 for a field line over ``max_header_line``, more than
-            ``max_headers`` fields or a head over ``max_header_size``; 505
-            for an HTTP major version other than 1; 400 for everything
-            else this module's docstring lists.
+            ``max_headers`` fields or a head over ``max_header_size``; 400
+            for everything else this module's docstring lists, and for an
+            HTTP major version other than 1.
     """
     while data.startswith(b'\r\n'):
         data = data[2:]
@@ -184,7 +185,7 @@ def parse_head(data: bytes, limits: Limits) -> Head:
     for line in lines[1:]:
         if len(line) > limits.max_header_line:
             raise HeadError(431, 'header line longer than %d bytes' % limits.max_header_line)
-        headers.append(_field(line))
+        headers.append(parse_field(line))
     head = Head(method, target, version, headers)
     _frame(head)
     return head
@@ -196,8 +197,10 @@ def _request_line(line: bytes) -> tuple[str, str, str]:
         raise HeadError(400, 'malformed request line')
     method, target, major, minor = match.groups()
     if major != b'1':
-        # RFC 9110 §15.6.6: 505 for a major version the server does not support.
-        raise HeadError(505, 'HTTP version %s.%s not supported' % (major.decode(), minor.decode()))
+        # RFC 9110 §15.6.6 allows 505 here. brimd answers 400 instead, on
+        # purpose: a client speaking another version is the client's error,
+        # and must not count as a server error in status_5xx_count.
+        raise HeadError(400, 'HTTP version %s.%s not supported' % (major.decode(), minor.decode()))
     if target.translate(None, _TARGET_OK):
         raise HeadError(400, 'control, space or non-ASCII byte in the request target')
     if not (target[:1] == b'/' or (target == b'*' and method == b'OPTIONS')
@@ -208,7 +211,20 @@ def _request_line(line: bytes) -> tuple[str, str, str]:
     return method.decode('ascii'), target.decode('ascii'), 'HTTP/1.0' if minor == b'0' else 'HTTP/1.1'
 
 
-def _field(line: bytes) -> tuple[str, str]:
+def parse_field(line: bytes) -> tuple[str, str]:
+    """Parse one field line (RFC 9112 §5), of a head or a trailer section.
+
+    Args:
+        line: The line without its CRLF, e.g. ``b'Host: example.com'``.
+
+    Returns:
+        ``(name, value)``: the name lower-case, the value latin-1 text
+        without surrounding SP or HTAB.
+
+    Raises:
+        HeadError: 400 for obs-fold, no colon, a name that is not a token
+            (or whitespace before the colon), or a control byte in the value.
+    """
     if line[:1] in (b' ', b'\t'):
         # RFC 9112 §5.2: obs-fold; a server may reject it with 400.
         raise HeadError(400, 'obsolete line folding in a header')

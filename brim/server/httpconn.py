@@ -11,7 +11,7 @@ brim's own checks before an app sees it, and every wait has a bound:
   keep-alive), reading the whole head once its first byte came (not each
   read: a client trickling one byte a second is cut off on time, with 408),
   each read of the body an app asks for, and each write;
-- a head over a limit gets 414 or 431, a malformed one 400 or 505, a body
+- a head over a limit gets 414 or 431, a malformed one 400, a body
   over ``max_body_size`` 413, and the connection closes after each of them
   (with a lingering close, so the client reads the answer before the close);
 - a body the app left unread is read and thrown away (up to
@@ -35,7 +35,7 @@ from urllib.parse import unquote_to_bytes
 
 from brim.http import HTTPBadRequest, HTTPContentTooLarge, HTTPException, HTTPRequestTimeout, reason_phrase
 from brim.log import sysloggable_excinfo
-from brim.server.http1 import Head, HeadError, Limits, chunk_size, head_size_error, parse_head
+from brim.server.http1 import Head, HeadError, Limits, chunk_size, head_size_error, parse_field, parse_head
 
 if TYPE_CHECKING:
     from brim.server.wsgi import WSGIRunner
@@ -230,6 +230,10 @@ class RequestBody:
             count += 1
             if count > limits.max_headers or size > limits.max_header_size:
                 raise HTTPBadRequest('400 Bad Request: trailer section too large\n')
+            try:
+                parse_field(line)
+            except HeadError as err:
+                raise HTTPBadRequest('400 Bad Request: trailer: %s\n' % err.reason) from None
 
     def drain(self, limit: int) -> bool:
         """Read and drop what is left of the body, up to ``limit`` bytes.
@@ -356,7 +360,7 @@ class Connection:
         Returns:
             The :class:`Head`, or None when the connection should close: the
             client closed or stayed idle for ``client_timeout``, or the head
-            was refused (answered here with its 4xx/505).
+            was refused (answered here with its 4xx).
         """
         self.state = IDLE
         self.idle_since = time.monotonic()
