@@ -135,14 +135,16 @@ def head_size_error(start: bytes, limits: Limits) -> Optional[HeadError]:
         The error to answer at once, or None to keep reading.
     """
     end = start.find(b'\r\n')
-    first = start if end < 0 else start[:end]
-    if len(first) > limits.max_request_line:
+    # A CR at the very end may be the first half of a CRLF still coming.
+    cr = 1 if start.endswith(b'\r') else 0
+    first = len(start) - cr if end < 0 else end
+    if first > limits.max_request_line:
         return HeadError(414, 'request line longer than %d bytes' % limits.max_request_line)
     if len(start) > limits.max_header_size:
         return HeadError(431, 'request head longer than %d bytes' % limits.max_header_size)
     if end >= 0:
         last = start.rfind(b'\r\n')
-        if len(start) - last - 2 > limits.max_header_line:
+        if len(start) - cr - last - 2 > limits.max_header_line:
             return HeadError(431, 'header line longer than %d bytes' % limits.max_header_line)
     return None
 
@@ -171,6 +173,8 @@ def parse_head(data: bytes, limits: Limits) -> Head:
     if not data.endswith(b'\r\n\r\n'):
         raise HeadError(400, 'request head not ended by an empty line')
     error = head_size_error(data[:-2], limits)
+    if error is None and len(data) > limits.max_header_size:
+        error = HeadError(431, 'request head longer than %d bytes' % limits.max_header_size)
     if error is not None:
         raise error
     crlf = data.count(b'\r\n')
@@ -244,6 +248,11 @@ def parse_field(line: bytes) -> tuple[str, str]:
     return name.decode('ascii').lower(), value.decode('latin-1')
 
 
+def is_token(text: str) -> bool:
+    """True if ``text`` is an RFC 9110 §5.6.2 token (a valid field name or method)."""
+    return text.isascii() and _TOKEN_RE.fullmatch(text.encode('ascii')) is not None
+
+
 def _tokens(head: Head, name: str) -> list[str]:
     """The comma-separated list members of every ``name`` field, lower-case."""
     return [member.strip(' \t').lower() for key, value in head.headers if key == name
@@ -284,7 +293,8 @@ def _frame(head: Head) -> None:
         # field line".
         raise HeadError(400, 'no Host header' if not hosts else 'more than one Host header')
     connection = _tokens(head, 'connection')
-    head.keep_alive = 'close' not in connection if http11 else 'keep-alive' in connection
+    # RFC 9112 §9.3: close wins; HTTP/1.0 stays open only if asked.
+    head.keep_alive = 'close' not in connection and (http11 or 'keep-alive' in connection)
     head.expect_continue = http11 and _tokens(head, 'expect') == ['100-continue']
     if head.target[:1] not in ('/', '*'):
         _origin_form(head)

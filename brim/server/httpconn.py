@@ -35,7 +35,8 @@ from urllib.parse import unquote_to_bytes
 
 from brim.http import HTTPBadRequest, HTTPContentTooLarge, HTTPException, HTTPRequestTimeout, reason_phrase
 from brim.log import sysloggable_excinfo
-from brim.server.http1 import Head, HeadError, Limits, chunk_size, head_size_error, parse_field, parse_head
+from brim.server.http1 import (Head, HeadError, Limits, chunk_size, head_size_error, is_token, parse_field,
+                               parse_head)
 
 if TYPE_CHECKING:
     from brim.server.wsgi import WSGIRunner
@@ -460,19 +461,32 @@ class Connection:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError('start_response called a second time without exc_info')
+        lengths = 0
         if not (isinstance(status, str) and len(status) >= 4 and status[:3].isdigit() and status[3] == ' '
                 and 100 <= int(status[:3]) <= 599):
             raise ValueError('status %r is not "NNN reason" (PEP 3333)' % (status,))
+        if not status.isascii():
+            try:
+                status.encode('latin-1')
+            except UnicodeError:
+                raise ValueError('status %r is not latin-1 text (PEP 3333)' % (status,)) from None
         for pair in headers:
             if not (type(pair) is tuple and len(pair) == 2 and isinstance(pair[0], str)
                     and isinstance(pair[1], str)):
                 raise ValueError('header %r is not a (str, str) tuple (PEP 3333)' % (pair,))
             name, value = pair
-            if '\r' in value or '\n' in value or '\0' in value or not name or ':' in name \
-                    or '\r' in name or '\n' in name:
-                raise ValueError('header %r has a forbidden character (RFC 9110 §5.5)' % (pair,))
-            if name.lower() == 'content-length' and not (value.strip().isascii() and value.strip().isdigit()):
-                raise ValueError('header %r: Content-Length is not a number of bytes' % (pair,))
+            if '\r' in value or '\n' in value or '\0' in value or not is_token(name):
+                raise ValueError('header %r: the name is not a token, or the value has CR, LF or NUL '
+                                 '(RFC 9110 §5.1, §5.5)' % (pair,))
+            if not value.isascii():
+                try:
+                    value.encode('latin-1')
+                except UnicodeError:
+                    raise ValueError('header %r: the value is not latin-1 text (PEP 3333)' % (pair,)) from None
+            if name.lower() == 'content-length':
+                lengths += 1
+                if lengths > 1 or not (value.strip().isascii() and value.strip().isdigit()):
+                    raise ValueError('header %r: Content-Length is not one number of bytes' % (pair,))
         self.status = status
         self.out_headers = headers
         return self.write
@@ -505,6 +519,8 @@ class Connection:
                     self.keep_alive = False
                 continue
             if lowered == 'content-length':
+                if code < 200 or code == 204:
+                    continue  # RFC 9110 §8.6: never in 1xx or 204
                 declared = int(value)
             elif lowered == 'date':
                 dated = True
@@ -523,6 +539,13 @@ class Connection:
             self.out_chunked = True
         else:
             self.keep_alive = False  # the body ends where the connection does
+        body = self.body
+        if body is not None and not body.done and (body.continue_wanted or (
+                not body.chunked and body.remaining + len(body.pending) > DRAIN_LIMIT)):
+            # Too much body left unread to drop (or a client still waiting
+            # for 100 Continue): say that the connection will close
+            # (RFC 9110 §10.1.1).
+            self.keep_alive = False
         if not self.keep_alive or self.must_close:
             self.keep_alive = False
             lines.append(b'Connection: close')
@@ -608,10 +631,15 @@ class Connection:
         try:
             result = self.sub(env, self.start_response)
         except Exception:
-            # Only a start_response that re-raised exc_info after the
-            # headers went out gets here: the response cannot be mended.
-            self.sub.logger.error('%s: the app failed after its response began: %s', env.get('PATH_INFO'),
+            # brim.server.wsgi answers an app's exceptions with 500 itself;
+            # what gets here is a start_response that re-raised exc_info
+            # after the headers went out, or a failure of the subserver.
+            self.sub.logger.error('%s: the app raised: %s', env.get('PATH_INFO'),
                                   sysloggable_excinfo(*sys.exc_info()))
+            try:
+                self.app_failed(None, logged=True)
+            except OSError:
+                pass
             return False
         try:
             if isinstance(body.error, ClientDisconnected) and self.status is None:
@@ -679,7 +707,7 @@ class Connection:
         self.flush(sum(map(len, self.out_buf)) if not self.headers_sent else None)
         self.finish()
 
-    def app_failed(self, result: Any) -> None:
+    def app_failed(self, result: Any, logged: bool = False) -> None:
         """The response body raised: answer 500 if nothing was sent yet, else
         cut the response short (only the close can tell the client)."""
         self.keep_alive = False
@@ -688,7 +716,7 @@ class Connection:
         # brim.server.wsgi's response wrapper has logged what the body raised;
         # log here only what it cannot see.
         error = sys.exc_info()[1]
-        if isinstance(error, (AssertionError, TypeError)):
+        if isinstance(error, (AssertionError, TypeError)) and not logged:
             self.sub.logger.error('%s: %s', self.head and self.head.target, error)
         state = getattr(result, 'state', None)
         if state is not None:
