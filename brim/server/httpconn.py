@@ -35,6 +35,7 @@ from urllib.parse import unquote_to_bytes
 
 from brim.http import HTTPBadRequest, HTTPContentTooLarge, HTTPException, HTTPRequestTimeout, reason_phrase
 from brim.log import sysloggable_excinfo
+from brim.server.subserver import tls_handshake
 from brim.server.http1 import (Head, HeadError, Limits, chunk_size, head_size_error, is_token, parse_field,
                                parse_head)
 
@@ -578,9 +579,9 @@ class Connection:
         """Serve requests until the connection closes."""
         runner = self.runner
         try:
-            if runner.tls:
-                if not self.handshake():
-                    return
+            if runner.tls and not tls_handshake(runner.eventlet, self.sock, self.timeout, self.sub.logger,
+                                                self.address):
+                return
             while True:
                 head = self.read_head()
                 if head is None or not self.respond(head):
@@ -593,17 +594,6 @@ class Connection:
                                   sysloggable_excinfo(*sys.exc_info()))
         finally:
             self.close()
-
-    def handshake(self) -> bool:
-        """Do the TLS handshake within ``client_timeout``; False if it failed."""
-        try:
-            self.sock.settimeout(self.timeout)
-            self.sock.do_handshake()
-            return True
-        except (OSError, ValueError) as err:
-            self.sub.logger.debug('TLS handshake with %s failed: %s', self.base_env['REMOTE_ADDR'],
-                                  ' '.join(str(err).split()) or type(err).__name__)
-            return False
 
     def respond(self, head: Head) -> bool:
         """Run one request through the subserver and send its response.

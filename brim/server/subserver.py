@@ -271,6 +271,54 @@ def tls_reason(err: OSError) -> str:
     return text
 
 
+def tls_handshake(eventlet: Any, conn: Any, timeout: Optional[float], logger: logging.Logger,
+                  address: Any) -> bool:
+    """Do the TLS handshake on ``conn`` within ``timeout`` seconds in all
+    (a deadline, not per read: a client dripping bytes cannot stretch it).
+
+    Args:
+        eventlet: The eventlet module (its ``Timeout``).
+        conn: The accepted GreenSSLSocket, not yet shaken hands.
+        timeout: ``client_timeout`` in seconds, or None for no limit.
+        logger: Where a failure is logged.
+        address: The client's address, for the log line.
+
+    Returns:
+        True if the handshake succeeded; False if it failed or ran out of
+        time, which is logged as one line: at INFO, or at DEBUG when the
+        client just closed (a port check, a scanner). The caller closes
+        the connection.
+    """
+    deadline = eventlet.Timeout(timeout) if timeout else None
+    level, late = logging.INFO, 'not done within client_timeout (%g s)' % (timeout or 0)
+    try:
+        conn.settimeout(timeout)
+        conn.do_handshake()
+        return True
+    except TimeoutError:  # one read waited client_timeout
+        reason = late
+    except OSError as err:  # ssl.SSLError, ECONNRESET ...
+        reason = tls_reason(err) or type(err).__name__
+        if isinstance(err, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)):
+            level = logging.DEBUG
+    except eventlet.Timeout as err:
+        if err is not deadline:
+            raise
+        reason = late
+    finally:
+        if deadline is not None:
+            deadline.cancel()
+    logger.log(level, 'TLS handshake with %s failed: %s', _address(address), reason)
+    return False
+
+
+def _address(address: Any) -> str:
+    if not isinstance(address, tuple):
+        return str(address)
+    ip, port = address[0], address[1]
+    return '[%s]:%s' % (ip, port) if ':' in ip else '%s:%s' % (ip, port)
+
+
 class StreamSubserver(IPSubserver):
     """IP subserver over TCP (WSGI and raw TCP)."""
 

@@ -20,11 +20,9 @@ Invariant: Eventlet is imported only when a runner is made, in a worker.
 
 from __future__ import annotations
 
-import logging
-import ssl
 from typing import Any, Optional
 
-from brim.server.subserver import HandlerRunner, HandlerSubserver, StreamSubserver, tls_reason
+from brim.server.subserver import HandlerRunner, HandlerSubserver, StreamSubserver, tls_handshake
 from brim.stats import BucketStats
 
 
@@ -44,7 +42,7 @@ class TCPRunner(HandlerRunner):
             if self.sub.ssl_context is not None:
                 conn = self.eventlet.green.ssl.GreenSSLSocket(
                     conn, server_side=True, _context=self.sub.ssl_context, do_handshake_on_connect=False)
-                if not self.handshake(conn, address):
+                if not tls_handshake(self.eventlet, conn, self.timeout, self.sub.logger, address):
                     return
             handler(self.sub, self.stats, conn, address[0], address[1])
         finally:
@@ -52,45 +50,6 @@ class TCPRunner(HandlerRunner):
                 conn.close()
             except OSError:
                 pass
-
-    def handshake(self, conn: Any, address: tuple) -> bool:
-        """Do the TLS handshake on ``conn`` within ``client_timeout``.
-
-        Args:
-            conn: The accepted connection, a GreenSSLSocket not yet shaken hands.
-            address: The client's address, for the log line.
-
-        Returns:
-            True if the handshake succeeded; False if it failed or ran out
-            of time, which is logged as one line: at INFO, or at DEBUG when
-            the client just closed (a port check, a scanner). The caller
-            closes the connection.
-        """
-        deadline = self.eventlet.Timeout(self.timeout) if self.timeout else None
-        level, late = logging.INFO, 'not done within client_timeout (%g s)' % (self.timeout or 0)
-        try:
-            conn.do_handshake()
-            return True
-        except TimeoutError:  # one read waited client_timeout
-            reason = late
-        except OSError as err:  # ssl.SSLError, ECONNRESET ...
-            reason = tls_reason(err) or type(err).__name__
-            if isinstance(err, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError)):
-                level = logging.DEBUG
-        except self.eventlet.Timeout as err:
-            if err is not deadline:
-                raise
-            reason = late
-        finally:
-            if deadline is not None:
-                deadline.cancel()
-        self.sub.logger.log(level, 'TLS handshake with %s failed: %s', _address(address), reason)
-        return False
-
-
-def _address(address: tuple) -> str:
-    ip, port = address[0], address[1]
-    return '[%s]:%s' % (ip, port) if ':' in ip else '%s:%s' % (ip, port)
 
 
 class TCPSubserver(HandlerSubserver, StreamSubserver):
