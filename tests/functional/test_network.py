@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import warnings
 
 import pytest
 
@@ -47,21 +46,7 @@ def test_tls_for_wsgi_and_tcp(brimd):
             assert tls.version() in ('TLSv1.2', 'TLSv1.3')
             tls.sendall(b'over tls')
             assert tls.recv(100) == b'over tls'
-    # A client that insists on TLS 1.1 is refused: TLS 1.2 is the minimum.
-    old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ca.configure_trust(old)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', DeprecationWarning)  # TLS 1.1 is deprecated: that is the point
-            old.maximum_version = ssl.TLSVersion.TLSv1_1
-            old.minimum_version = ssl.TLSVersion.TLSv1_1
-    except (ValueError, ssl.SSLError):
-        return
-    with socket.create_connection(('127.0.0.1', tcp), timeout=10) as raw:
-        with pytest.raises((ssl.SSLError, OSError)):
-            with old.wrap_socket(raw, server_hostname='127.0.0.1') as tls:
-                tls.sendall(b'x')
-                tls.recv(1)
+    # Versions, client certificates and stalled handshakes: test_tls.py.
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason='no IPv6 loopback')
