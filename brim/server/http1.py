@@ -149,6 +149,15 @@ def head_size_error(start: bytes, limits: Limits) -> Optional[HeadError]:
     return None
 
 
+def skip_empty_lines(data: bytes) -> int:
+    """The length of the empty lines (CRLFs) at the start of ``data``, which
+    a server ignores before a request line (RFC 9112 §2.2). Linear time."""
+    index = 0
+    while data.startswith(b'\r\n', index):
+        index += 2
+    return index
+
+
 def parse_head(data: bytes, limits: Limits) -> Head:
     """Parse one request head (RFC 9112 §2-§6).
 
@@ -168,8 +177,7 @@ def parse_head(data: bytes, limits: Limits) -> Head:
             for everything else this module's docstring lists, and for an
             HTTP major version other than 1.
     """
-    while data.startswith(b'\r\n'):
-        data = data[2:]
+    data = data[skip_empty_lines(data):]
     if not data.endswith(b'\r\n\r\n'):
         raise HeadError(400, 'request head not ended by an empty line')
     error = head_size_error(data[:-2], limits)

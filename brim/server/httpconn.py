@@ -37,7 +37,7 @@ from brim.http import HTTPBadRequest, HTTPContentTooLarge, HTTPException, HTTPRe
 from brim.log import sysloggable_excinfo
 from brim.server.subserver import tls_handshake
 from brim.server.http1 import (Head, HeadError, Limits, chunk_size, head_size_error, is_token, parse_field,
-                               parse_head)
+                               parse_head, skip_empty_lines)
 
 if TYPE_CHECKING:
     from brim.server.wsgi import WSGIRunner
@@ -370,10 +370,8 @@ class Connection:
         started = False
         limits = self.limits
         while True:
-            buf = self.buf
-            while buf.startswith(b'\r\n'):
-                # RFC 9112 §2.2: empty lines before a request line are ignored.
-                buf = buf[2:]
+            # RFC 9112 §2.2: empty lines before a request line are ignored.
+            buf = self.buf[skip_empty_lines(self.buf):]
             end = buf.find(b'\r\n\r\n')
             if end >= 0:
                 self.buf = buf[end + 4:]
