@@ -86,7 +86,7 @@ class Conf:
             section: The section name, or the iterable of them that was given.
             option: The option name.
             value: The raw value found.
-            conversion_type: ``'boolean'``, ``'int'`` or ``'float'``.
+            conversion_type: ``'boolean'``, ``'int'``, ``'float'`` or ``'path'``.
             err: The exception the conversion raised, if any.
 
         Raises:
@@ -142,6 +142,9 @@ class Conf:
         value = self.get(section, option, default)
         if value is None:
             return None
+        if '\0' in value:
+            # os.path.expanduser would raise ValueError on a NUL.
+            return self.error(section, option, value, 'path', None)
         return os.path.expanduser(value)
 
 
@@ -160,7 +163,7 @@ def _parse_files(conf_files: Iterable[str]) -> tuple[configparser.ConfigParser, 
         try:
             with open(name, encoding='utf-8') as fp:
                 text = fp.read()
-        except (OSError, UnicodeDecodeError):
+        except (OSError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the name
             # Unreadable files are skipped, as if absent (Conf.files says
             # which were read).
             continue
@@ -177,6 +180,8 @@ def _parse_files(conf_files: Iterable[str]) -> tuple[configparser.ConfigParser, 
             except ValueError as err:  # unbalanced quotes
                 raise configparser.Error('%s: [brim] additional_confs = %r: %s' % (name, extra, err)) from None
             included = []
+            if any('\0' in more for more in names):
+                raise configparser.Error('%s: [brim] additional_confs = %r: a NUL byte in a file name' % (name, extra))
             for more in names:
                 more = os.path.expanduser(more)
                 if not os.path.isabs(more):

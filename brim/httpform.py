@@ -403,7 +403,7 @@ def _decode_ext_value(value: str) -> Optional[str]:
     try:
         codec = codecs.lookup(charset.strip() or 'utf-8').name
         return urllib.parse.unquote(encoded, encoding=codec, errors='strict')
-    except (LookupError, UnicodeError):
+    except (LookupError, UnicodeError, ValueError):  # ValueError: a NUL in the charset name
         return None
 
 

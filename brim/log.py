@@ -229,7 +229,13 @@ def quote_log_field(value: object) -> str:
         try:
             data = value.encode('latin-1')
         except UnicodeEncodeError:
-            data = value.encode('utf-8')
+            try:
+                # A lone surrogate from os.fsdecode of a non-UTF-8 name
+                # gives back its original byte...
+                data = value.encode('utf-8', 'surrogateescape')
+            except UnicodeEncodeError:
+                # ...and any other is logged as its three UTF-8-style bytes.
+                data = value.encode('utf-8', 'surrogatepass')
     else:
         data = value
     return ''.join([_QUOTE[b] for b in data])
