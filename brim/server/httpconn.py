@@ -633,10 +633,8 @@ class Connection:
             if isinstance(body.error, ClientDisconnected) and self.status is None:
                 return False  # nobody to answer
             self.send_body(result)
-        except (OSError, ValueError) as err:
+        except OSError:  # the client is gone or too slow; start_response checked the rest
             self.keep_alive = False
-            if not isinstance(err, OSError):
-                self.sub.logger.error('%s: bad response from the app: %s', env.get('PATH_INFO'), err)
         finally:
             close = getattr(result, 'close', None)
             if close is not None:

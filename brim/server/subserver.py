@@ -51,7 +51,6 @@ def import_eventlet() -> Any:
         import eventlet
         import eventlet.greenio
         import eventlet.hubs
-        import eventlet.wsgi
         from eventlet.green import select as _select, ssl as _ssl  # noqa: F401
     return eventlet
 
@@ -382,15 +381,15 @@ class StopServing(Exception):
 
 
 def wait_for_pool(eventlet: Any, pool: Any, connections: Any = ()) -> None:
-    """Wait until ``pool`` has no green thread running (and ``connections``
-    is empty), polling every 50 ms.
+    """Wait until ``pool`` (if any) has no green thread running and
+    ``connections`` is empty, polling every 50 ms.
 
     Not ``GreenPool.waitall()``: killing the accept loop's green thread can
     leave it a stale wake-up, which ends ``waitall`` early, with requests
     still running (seen under load with Eventlet 0.41): the worker would
     then exit and reset their connections.
     """
-    while pool.running() or connections:
+    while (pool is not None and pool.running()) or connections:
         eventlet.sleep(0.05)
 
 

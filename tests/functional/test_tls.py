@@ -283,9 +283,8 @@ def test_stalled_handshakes_never_block_the_worker(brimd, pki, kind):
     opened = time.monotonic()
     try:
         time.sleep(0.3)  # the stalled handshakes are under way in the worker
-        started = time.monotonic()
-        assert served(port, kind, good, timeout=5)
-        assert time.monotonic() - started < 1.5, 'a stalled handshake held up the worker'
+        # Answered within the request's own timeout: no stalled handshake holds the worker up.
+        assert served(port, kind, good, timeout=1.5)
         deadline = opened + 2 + 3  # client_timeout, and a generous margin
         still_open = [index for index, sock in enumerate(stalled) if not _closed_by_server(sock, deadline)]
         assert still_open == [], 'not closed %g s after connecting: %s (5 silent, then half, then dripping)' % (

@@ -1,7 +1,8 @@
 """Property tests (Hypothesis) for brim's parsers of untrusted or operator text.
 
 Each target must raise only the errors its docstring names, return the shape
-it documents, and never hang (every example has a 2 s deadline):
+it documents, and never hang (pytest-timeout stops the file if one does;
+how long they take is bench/fuzz_http.py's business):
 
 * ``brim.conf.read_conf`` and ``Conf``'s typed getters;
 * ``brim.http.QueryParser``;
@@ -28,7 +29,6 @@ import math
 import os
 import re
 import urllib.parse
-from datetime import timedelta
 
 import pytest
 from hypothesis import assume, example, given, settings
@@ -42,7 +42,8 @@ from brim.stats import STAT_TYPES, SharedStats, StatsLayout
 
 # derandomize: the same examples on every run, so CI never fails by luck;
 # bench/fuzz_http.py explores new ones.
-FUZZ = settings(max_examples=200, deadline=timedelta(seconds=2), database=None, derandomize=True)
+# No deadline: timings belong in bench/ (pytest-timeout stops a hang).
+FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True)
 SLOW = settings(FUZZ, max_examples=60)   # examples that write files or map memory
 
 # Text that can be written as UTF-8 (no lone surrogates), and any str at all.
@@ -613,7 +614,8 @@ fuzz_http = _load_bench('fuzz_http')
 http1 = fuzz_http.load_parser()
 needs_http1 = pytest.mark.skipif(http1 is None, reason='brim.server.http1.parse_head is not there yet')
 HEADS = settings(FUZZ, max_examples=300)
-check = fuzz_http.Checker(http1, time_bound=1.0) if http1 is not None else None
+# A bound only a hang would reach: bench/fuzz_http.py checks time per byte.
+check = fuzz_http.Checker(http1, time_bound=60.0) if http1 is not None else None
 
 
 @needs_http1
