@@ -13,7 +13,6 @@ import logging
 import socket
 import sys
 import threading
-import time
 import types
 
 import pytest
@@ -1007,11 +1006,9 @@ TIMEOUT = 0.3
 
 def test_partial_head_then_silence_gets_408(serve):
     served = serve(echo_path, timeout=TIMEOUT)
-    started = time.monotonic()
     served.client.send(b'GET / HTTP/1.1\r\nHo')
     code, headers, body, _ = served.client.response()
     assert code == 408  # RFC 9110 §15.5.9
-    assert time.monotonic() - started >= TIMEOUT * 0.9
     assert fields(headers)['connection'] == 'close'
     assert served.client.read_to_end() == b''
     served.wait_closed()
@@ -1022,6 +1019,7 @@ def test_trickled_head_gets_408_on_time(serve):
     """The whole head within client_timeout, not each read."""
     served = serve(echo_path, timeout=TIMEOUT)
     stop = threading.Event()
+    sent = []
 
     def trickle():
         for byte in GET[:-2]:
@@ -1031,25 +1029,26 @@ def test_trickled_head_gets_408_on_time(serve):
                 served.client.send(bytes([byte]))
             except OSError:
                 return
+            sent.append(byte)
     sender = threading.Thread(target=trickle, daemon=True)
-    started = time.monotonic()
     sender.start()
     try:
         code = served.client.response()[0]
+        at_answer = len(sent)
     finally:
         stop.set()
         sender.join(WAIT)
     assert code == 408
-    assert time.monotonic() - started < TIMEOUT * 3
+    # Answered while the client was still trickling: a bound per read would
+    # have waited for the trickle to end.
+    assert at_answer < len(GET) - 2
 
 
 def test_idle_connection_closes_without_a_response(serve):
     served = serve(echo_path, timeout=TIMEOUT)
     served.client.send(GET)
     assert served.client.response()[0] == 200
-    started = time.monotonic()
     assert served.client.read_to_end() == b''  # no 408 for a request that never began
-    assert time.monotonic() - started >= TIMEOUT * 0.9
     served.wait_closed()
     assert served.sub.rejected == []
 
