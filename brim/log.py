@@ -26,13 +26,16 @@ import traceback
 import weakref
 from logging.handlers import SysLogHandler
 from types import TracebackType
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 #: Between INFO and WARNING; the access log of every request (RFC 5424 notice).
 NOTICE = 25
 logging.addLevelName(NOTICE, 'NOTICE')
 
 SYSLOG_SOCKETS = ('/dev/log', '/var/run/syslog')
+
+#: How log files and stderr stamp a line (UTC, ``time.strftime`` format).
+STAMP_FORMAT = '%Y-%m-%dT%H:%M:%S'
 
 
 class _SysLogHandler(SysLogHandler):
@@ -127,9 +130,10 @@ def make_handler(name: str, facility: str, log_file: str, console: bool) -> logg
     else:
         # Append mode: every process writes whole lines with O_APPEND.
         handler = ReopenableFileHandler(path)
-    formatter = logging.Formatter(stamp, '%Y-%m-%dT%H:%M:%S')
+    formatter = logging.Formatter(stamp, STAMP_FORMAT)
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
+    setattr(handler, 'brim_tag', name)  # AccessLog writes lines of this shape itself
     return handler
 
 
@@ -242,10 +246,129 @@ def quote_log_field(value: object) -> str:
 
 
 def access_line(fields: Iterable[object]) -> str:
-    """Join access-log fields (SPEC §6 order) into one space-separated line."""
-    return ' '.join([quote_log_field(f) for f in fields])
+    """Join access-log fields (SPEC §6 order) into one space-separated line,
+    each made by :func:`quote_log_field`."""
+    parts = []
+    for value in fields:
+        if type(value) is str:
+            # The common case, without a call: printable ASCII, no space, no %.
+            if value and value.isascii() and value.isprintable() and ' ' not in value and '%' not in value:
+                parts.append(value)
+                continue
+        elif type(value) is int:
+            parts.append(str(value))
+            continue
+        elif value is None:
+            parts.append('-')
+            continue
+        parts.append(quote_log_field(value))
+    return ' '.join(parts)
+
+
+class _SecondCache:
+    """``time.strftime(fmt, time.gmtime(t))``, computed once per second."""
+
+    __slots__ = ('fmt', 'second', 'text')
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.second = -1
+        self.text = ''
+
+    def __call__(self, when: float) -> str:
+        second = int(when)
+        if second != self.second:
+            self.text = time.strftime(self.fmt, time.gmtime(second))
+            self.second = second
+        return self.text
+
+
+_utc_stamp = _SecondCache('%Y%m%dT%H%M%SZ')
 
 
 def utc_stamp(when: float) -> str:
     """``%Y%m%dT%H%M%SZ`` of a Unix time, as the access log writes it."""
-    return time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(when))
+    return _utc_stamp(when)
+
+
+class AccessLog:
+    """Writes one subserver's access lines at NOTICE, off the request's path.
+
+    To a log file or stderr, lines are buffered and written together, one
+    ``write`` per batch, exactly as the logger's own handler would have
+    written each (same stamp, tag, pid, level and route; the file reopens
+    on SIGUSR1 the same way). The first line of a batch calls ``schedule``
+    with :meth:`flush`: a worker passes a function that runs it as soon as
+    its event loop has no more ready work (an Eventlet timer of 0 s), so a
+    line is written before the worker waits for anything, and every
+    orderly exit calls :func:`flush_access_logs`. Only a process killed
+    between sending a response and its next trip round the event loop
+    loses lines (at most one batch), as it would lose the requests then in
+    progress. Through syslog each line stays its own record
+    (``Logger.log``), since syslog takes one message per datagram.
+
+    Args:
+        logger: From :func:`get_logger`.
+        schedule: Called with a no-argument callable to run soon; None
+            writes every line at once (no batching).
+    """
+
+    _instances: 'weakref.WeakSet[AccessLog]' = weakref.WeakSet()
+
+    def __init__(self, logger: logging.Logger, schedule: Optional[Callable[[Callable[[], None]], object]] = None
+                 ) -> None:
+        self.logger = logger
+        self.schedule = schedule
+        self.buffer: list[str] = []
+        self.handler: Optional[logging.StreamHandler] = None
+        self.prefix = ''
+        self.stamp = _SecondCache(STAMP_FORMAT)
+        handlers = logger.handlers
+        if len(handlers) == 1 and isinstance(handlers[0], logging.StreamHandler) \
+                and getattr(handlers[0], 'brim_tag', None) is not None:
+            handler = handlers[0]
+            route = ''.join(f.route + ' ' for f in handler.filters if isinstance(f, _RouteFilter))
+            self.handler = handler
+            self.prefix = ' %s[%d] NOTICE %s' % (handler.brim_tag, os.getpid(), route)  # type: ignore[attr-defined]
+        AccessLog._instances.add(self)
+
+    def write(self, line: str) -> None:
+        """Log ``line`` (one line, no newline: :func:`access_line` makes it)."""
+        if not self.logger.isEnabledFor(NOTICE):
+            return
+        if self.handler is None:
+            self.logger.log(NOTICE, '%s', line)
+            return
+        buffer = self.buffer
+        buffer.append(self.stamp(time.time()) + self.prefix + line + '\n')
+        if len(buffer) == 1 and self.schedule is not None:
+            self.schedule(self.flush)
+        elif self.schedule is None or len(buffer) >= 512:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered lines now."""
+        if not self.buffer or self.handler is None:
+            return
+        text = ''.join(self.buffer)
+        self.buffer = []
+        handler = self.handler
+        handler.acquire()
+        try:
+            if isinstance(handler, ReopenableFileHandler) and handler.reopen_requested:
+                handler.reopen_requested = False
+                handler.reopen()
+            if handler.stream is None and isinstance(handler, logging.FileHandler):
+                handler.stream = handler._open()  # closed by logging.shutdown: open it again
+            handler.stream.write(text)
+            handler.stream.flush()
+        except Exception:
+            handler.handleError(logging.makeLogRecord({'msg': text}))
+        finally:
+            handler.release()
+
+
+def flush_access_logs() -> None:
+    """Write every :class:`AccessLog`'s buffered lines (before a process exits)."""
+    for log in list(AccessLog._instances):
+        log.flush()

@@ -52,6 +52,10 @@ MAX_CHUNK_LINE = 4096
 #: and destroy the response before the client reads it (a lingering close).
 LINGER = 2.0
 RECV_SIZE = 65536
+#: A connection whose requests keep coming without a wait (pipelined, or
+#: a client faster than the loop) yields to the other connections after
+#: this many requests; one whose next request is already buffered, at once.
+YIELD_EVERY = 16
 
 IDLE, BUSY = 0, 1
 _NO_BODY_CODES = frozenset((204, 304))
@@ -580,13 +584,19 @@ class Connection:
             if runner.tls and not tls_handshake(runner.eventlet, self.sock, self.timeout, self.sub.logger,
                                                 self.address):
                 return
+            served = 0
             while True:
                 head = self.read_head()
                 if head is None or not self.respond(head):
                     break
                 if runner.draining:
                     self.idle_since = time.monotonic()
-                runner.yield_now()
+                served += 1
+                if self.buf or not served % YIELD_EVERY:
+                    # A client whose next request is already here would
+                    # otherwise be served on without a wait; let the others
+                    # have their turn first.
+                    runner.yield_now()
         except Exception:
             self.sub.logger.error('connection from %s failed: %s', self.base_env.get('REMOTE_ADDR'),
                                   sysloggable_excinfo(*sys.exc_info()))

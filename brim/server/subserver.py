@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from brim.errors import AppLoadError, StartupError
 from brim.loader import LoadedApp, load_app
-from brim.log import get_logger, reopen_log_files, sysloggable_excinfo
+from brim.log import flush_access_logs, get_logger, reopen_log_files, sysloggable_excinfo
 from brim.options import SubserverConf
 from brim.service import get_listening_tcp_socket, get_listening_udp_socket, heartbeat, take_listening_socket
 from brim.stats import BucketStats
@@ -550,6 +550,7 @@ def run_green(runners: list[Runner], logger: logging.Logger, parent_pid: Optiona
         left = sum(runner.open_count() for runner in runners)
         logger.error('graceful_timeout (%g s) has passed with %d connection%s still open; cutting %s off',
                      graceful_timeout, left, '' if left == 1 else 's', 'it' if left == 1 else 'them')
+        flush_access_logs()
         logging.shutdown()
         os._exit(1)
 
@@ -564,6 +565,7 @@ def run_green(runners: list[Runner], logger: logging.Logger, parent_pid: Optiona
                 pass
             if parent_pid and os.getppid() != parent_pid:
                 logger.error('supervisor (pid %d) went away; exiting', parent_pid)
+                flush_access_logs()
                 logging.shutdown()
                 os._exit(1)
             while pending:
@@ -577,6 +579,7 @@ def run_green(runners: list[Runner], logger: logging.Logger, parent_pid: Optiona
                         eventlet.spawn_n(cut_off)
                 elif signum in (signal.SIGTERM, signal.SIGINT):
                     logger.info('%s: exiting now', signal.Signals(signum).name)
+                    flush_access_logs()
                     logging.shutdown()
                     os._exit(0)
 
@@ -586,6 +589,7 @@ def run_green(runners: list[Runner], logger: logging.Logger, parent_pid: Optiona
             thread.wait()
         except Exception:
             logger.exception('runner failed')
+    flush_access_logs()
     signal.set_wakeup_fd(-1)
 
 

@@ -17,14 +17,15 @@ Invariant: Eventlet is imported only inside :meth:`WSGISubserver.make_runner`.
 from __future__ import annotations
 
 import errno
+import itertools
+import os
 import select
 import sys
 import time
-import uuid
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from brim.http import HTTPException
-from brim.log import NOTICE, access_line, sysloggable_excinfo, utc_stamp
+from brim.log import NOTICE, AccessLog, access_line, sysloggable_excinfo, utc_stamp
 from brim.server.http1 import Limits
 from brim.server.httpconn import BUSY, IDLE, Connection
 from brim.server.subserver import Runner, StopServing, StreamSubserver, import_eventlet, wait_for_pool
@@ -248,6 +249,9 @@ class WSGISubserver(StreamSubserver):
         self.pipeline: WSGIApp = not_found_app
         self.stats: Any = None
         self.counted = frozenset(self.values['count_status_codes'])
+        self.access_log: Optional[AccessLog] = None
+        self.txn_prefix = ''
+        self.txn_serial = itertools.count()
 
     def app_specs(self) -> list[tuple[str, str]]:
         conf = self.server.conf
@@ -277,7 +281,16 @@ class WSGISubserver(StreamSubserver):
     def make_runner(self, index: int, stats: BucketStats) -> Runner:
         self.stats = stats
         self.build_pipeline()
-        return WSGIRunner(self, stats)
+        runner = WSGIRunner(self, stats)
+        hub = runner.eventlet.hubs.get_hub()
+        self.access_log = AccessLog(self.logger, lambda flush: hub.schedule_call_global(0, flush))
+        self.txn_prefix = os.urandom(12).hex()
+        return runner
+
+    def new_txn(self) -> str:
+        """A new transaction id: 32 hex digits, unique across workers and
+        restarts (a random 96-bit prefix per worker, then a serial number)."""
+        return '%s%08x' % (self.txn_prefix or os.urandom(12).hex(), next(self.txn_serial) & 0xffffffff)
 
     def base_environ(self) -> dict:
         """The environ keys that are the same for every request of this worker."""
@@ -299,7 +312,7 @@ class WSGISubserver(StreamSubserver):
         start = time.time()
         state: list = []
         env['brim.start'] = start
-        env['brim.txn'] = env.get('HTTP_X_TXN') or uuid.uuid4().hex
+        env['brim.txn'] = env.get('HTTP_X_TXN') or self.new_txn()
         env['brim.log_info'] = []
         raw_input = env.get('wsgi.input')
 
@@ -357,7 +370,11 @@ class WSGISubserver(StreamSubserver):
             if code in self.counted:
                 stats.incr('status_%d_count' % code)
         if self.logger.isEnabledFor(NOTICE):
-            self.logger.log(NOTICE, '%s', self.access_line(env, code, response, disconnected))
+            line = self.access_line(env, code, response, disconnected)
+            if self.access_log is not None:
+                self.access_log.write(line)
+            else:
+                self.logger.log(NOTICE, '%s', line)
 
     def access_line(self, env: dict, code: int, response: _Response, disconnected: bool) -> str:
         """The access-log line of SPEC §6 for one request."""

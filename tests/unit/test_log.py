@@ -1,6 +1,7 @@
 """Tests for brim.log: access-log quoting, exception lines, NOTICE, get_logger."""
 
 import logging
+import os
 import re
 import sys
 
@@ -361,3 +362,57 @@ def test_reopen_in_a_signal_handler_only_sets_flags(tmp_path, route):
     assert not path.exists()  # nothing opened in the handler
     logger.info('two')
     assert [LINE.match(x).group('msg') for x in _lines(path)] == [route + ' two']
+
+
+# ---- AccessLog (buffered access lines) ------------------------------------------------
+
+def test_access_log_writes_what_the_logger_would(tmp_path, route):
+    path = tmp_path / 'brim.log'
+    logger = get_logger(route, name='mytag', log_file=str(path))
+    logger.log(NOTICE, '%s', 'GET /a 200')
+    log.AccessLog(logger).write('GET /a 200')
+    first, second = path.read_text().splitlines()
+    assert first == second
+    assert re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d mytag\[%d\] NOTICE %s GET /a 200' % (os.getpid(), route),
+                        second)
+
+
+def test_access_log_batches_until_flushed(tmp_path, route):
+    path = tmp_path / 'brim.log'
+    logger = get_logger(route, log_file=str(path))
+    scheduled = []
+    access = log.AccessLog(logger, scheduled.append)
+    access.write('one')
+    access.write('two')
+    assert scheduled == [access.flush]  # once per batch
+    assert path.read_text() == ''
+    scheduled.pop()()
+    assert [line.split()[-1] for line in path.read_text().splitlines()] == ['one', 'two']
+    access.write('three')
+    assert scheduled == [access.flush]
+    log.flush_access_logs()  # what every orderly exit calls
+    assert path.read_text().splitlines()[-1].endswith(' three')
+
+
+def test_access_log_respects_level_and_reopens(tmp_path, route):
+    path = tmp_path / 'brim.log'
+    quiet = log.AccessLog(get_logger(route, level='WARNING', log_file=str(path)))
+    quiet.write('not logged')
+    assert path.read_text() == ''
+    access = log.AccessLog(get_logger(route, log_file=str(path)))
+    access.write('before')
+    path.rename(tmp_path / 'brim.log.1')
+    log.reopen_log_files()
+    access.write('after')
+    assert path.read_text().split()[-1] == 'after'
+    assert (tmp_path / 'brim.log.1').read_text().split()[-1] == 'before'
+
+
+def test_access_log_through_syslog_stays_one_record_per_line(route):
+    records = []
+    logger = get_logger(route, log_file='-')
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger.handlers[:] = [handler]  # not a file: each line goes through logging
+    log.AccessLog(logger, lambda flush: None).write('GET /b 200')
+    assert [(r.levelno, r.getMessage()) for r in records] == [(NOTICE, 'GET /b 200')]
