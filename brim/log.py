@@ -133,7 +133,7 @@ def make_handler(name: str, facility: str, log_file: str, console: bool) -> logg
     formatter = logging.Formatter(stamp, STAMP_FORMAT)
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
-    setattr(handler, 'brim_tag', name)  # AccessLog writes lines of this shape itself
+    handler.brim_tag = name  # type: ignore[union-attr]  # AccessLog writes lines of this shape itself
     return handler
 
 

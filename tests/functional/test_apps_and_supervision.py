@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,9 @@ def test_user_apps_of_all_kinds_load_with_their_conf_and_stats(deployed):
     brimd, ports = deployed
     status, headers, _ = http_request(ports['wsgi'], path='/stats', headers={'X-Txn': 'txn-123'})
     assert status == 200 and headers['x-request-id'] == 'txn-123'  # parse_conf honoured; brim.txn from X-Txn
+    # Without X-Txn, every request gets a new UUID (RFC 9562 version 8).
+    txns = [uuid.UUID(http_request(ports['wsgi'], path='/stats')[1]['x-request-id']) for _ in range(4)]
+    assert len(set(txns)) == 4 and {txn.version for txn in txns} == {8}
     assert tcp_exchange(ports['tcp'], b'hello\n') == b'>HELLO\n'
     assert udp_exchange(ports['udp'], b'abc') == b'cba'
     assert udp_exchange(ports['udp'], b'abcdef') == b'fedcba'
