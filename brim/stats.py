@@ -89,6 +89,10 @@ class BucketStats:
         self._cells = cells
         self._index = index
 
+    def same_cells(self, other: 'BucketStats') -> bool:
+        """True if ``other`` reads and writes this bucket's cells."""
+        return self._index is other._index and self._cells.obj is other._cells.obj
+
     def _cell(self, name: str) -> int:
         try:
             return self._index[name]

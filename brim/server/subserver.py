@@ -321,6 +321,23 @@ def _address(address: Any) -> str:
 class StreamSubserver(IPSubserver):
     """IP subserver over TCP (WSGI and raw TCP)."""
 
+    def builtin_stats(self) -> list[tuple[str, str]]:
+        """Adds ``open_connections``: the connections a worker has open now
+        (see :class:`AcceptBalancer`)."""
+        return super().builtin_stats() + [('open_connections', 'sum')]
+
+    def balancer(self, eventlet: Any, listener: Any, stats: BucketStats, count: Callable[[], int]
+                 ) -> 'AcceptBalancer':
+        """The :class:`AcceptBalancer` of a worker of this subserver."""
+        shared = getattr(self.server, 'stats', None)
+        siblings = []
+        if shared is not None:
+            for name in shared.layout.buckets.get(self.name, []):
+                bucket = shared.bucket(self.name, name)
+                if not bucket.same_cells(stats):
+                    siblings.append(bucket)
+        return AcceptBalancer(eventlet, listener, stats, siblings, count)
+
     def bind(self, inherited: Optional[list] = None) -> None:
         self.load_tls()
         sock = take_listening_socket(inherited or [], self.ip, self.port, socket.SOCK_STREAM)
@@ -330,6 +347,94 @@ class StreamSubserver(IPSubserver):
             sock = get_listening_tcp_socket(self.ip, self.port, self.values['backlog'], self.values['listen_retry'])
         self.sock = sock
         self.port = sock.getsockname()[1]
+
+
+class AcceptBalancer:
+    """Spreads a stream subserver's connections evenly over its workers.
+
+    Every worker shares one listening socket. Left alone, the kernel wakes
+    every worker waiting on it and the first to call ``accept`` wins, so one
+    worker can end up with nearly every connection (and one core busy)
+    while the others idle. Here each worker publishes how many connections
+    it has open (its ``open_connections`` stat, in shared memory), and a
+    worker with more open than the least loaded live sibling (``pid`` set)
+    waits :data:`BALANCE_STEP` seconds per connection of difference, at most
+    :data:`BALANCE_MAX_WAIT`, once a connection is pending, before taking
+    it: a less loaded sibling, woken by the same connection, takes it first
+    (least connections, as nginx and HAProxy balance). A sibling that does
+    not take it in time (busy, or hung until the watchdog replaces it)
+    costs a new connection that wait and no more; nothing is refused.
+
+    Args:
+        eventlet: The eventlet module.
+        listener: The worker's green listening socket.
+        stats: The worker's own stats bucket.
+        siblings: The other workers' buckets of the same subserver.
+        count: Returns this worker's open connections.
+    """
+
+    def __init__(self, eventlet: Any, listener: Any, stats: BucketStats, siblings: list[BucketStats],
+                 count: Callable[[], int]) -> None:
+        self.eventlet = eventlet
+        self.listener = listener
+        self.stats = stats
+        self.siblings = siblings
+        self.count = count
+        self.publishing = True
+        self.trampoline = eventlet.hubs.trampoline
+        self.notify_opened = eventlet.hubs.notify_opened
+        self.green = eventlet.greenio.GreenSocket
+        self.publish()
+
+    def publish(self) -> None:
+        """Store this worker's open connections where siblings see them."""
+        if self.publishing:
+            self.stats.set('open_connections', self.count())
+
+    def stop(self) -> None:
+        """Stop publishing (the worker no longer accepts; after a recycle, a
+        new worker writes this bucket)."""
+        self.publishing = False
+
+    def wait(self) -> float:
+        """Seconds to leave a pending connection to less loaded siblings."""
+        siblings = self.siblings
+        if not siblings:
+            return 0.0
+        mine = self.count()
+        least = mine
+        for bucket in siblings:
+            if bucket.get('pid'):
+                least = min(least, bucket.get('open_connections'))
+        return min((mine - least) * BALANCE_STEP, BALANCE_MAX_WAIT)
+
+    def accept(self) -> tuple[Any, Any]:
+        """Accept the next connection: ``(green socket, address)``.
+
+        Raises:
+            OSError: as ``socket.accept`` does.
+        """
+        fd = self.listener.fd
+        while True:
+            wait = self.wait()
+            if wait > 0:
+                self.trampoline(fd, read=True)  # a connection is pending...
+                self.eventlet.sleep(wait)  # ...that a less loaded sibling may take first
+            try:
+                client, address = fd.accept()
+            except BlockingIOError:
+                if wait <= 0:
+                    self.trampoline(fd, read=True)
+                continue
+            self.notify_opened(client.fileno())
+            return self.green(client), address
+
+
+#: Seconds a worker waits before taking a pending connection, per
+#: connection it has open beyond its least loaded sibling.
+BALANCE_STEP = 0.001
+#: The longest such wait, in seconds.
+BALANCE_MAX_WAIT = 0.01
 
 
 class DatagramSubserver(IPSubserver):

@@ -3,6 +3,8 @@
 Every accepted connection runs ``handler(subserver, stats, sock, ip, port)``
 in its own green thread, at most ``concurrent_per_worker`` at once (past that
 the accept loop waits, and new connections wait in the kernel's backlog).
+Connections are spread evenly over the workers
+(:class:`~brim.server.subserver.AcceptBalancer`).
 The socket has ``client_timeout`` as its timeout. A handler that raises is
 logged and replaced by a new instance for later connections (the original
 brim's contract).
@@ -32,9 +34,18 @@ class TCPRunner(HandlerRunner):
     def __init__(self, sub: 'TCPSubserver', stats: BucketStats) -> None:
         super().__init__(sub, stats)
         self.timeout: Optional[float] = sub.values['client_timeout'] or None
+        self.open = 0
+        self.balancer = sub.balancer(self.eventlet, self.sock, stats, lambda: self.open)
 
     def receive(self) -> tuple:
-        return self.sock.accept()
+        conn, address = self.balancer.accept()
+        self.open += 1
+        self.balancer.publish()
+        return conn, address
+
+    def stop_accepting(self) -> None:
+        if self.end_accept_loop():
+            self.balancer.stop()
 
     def handle_unit(self, handler: Any, conn: Any, address: tuple) -> None:
         try:
@@ -46,6 +57,8 @@ class TCPRunner(HandlerRunner):
                     return
             handler(self.sub, self.stats, conn, address[0], address[1])
         finally:
+            self.open -= 1
+            self.balancer.publish()
             try:
                 conn.close()
             except OSError:

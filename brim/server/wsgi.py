@@ -124,11 +124,6 @@ class WSGIRunner(Runner):
         self.eventlet = eventlet
         self.sock = eventlet.greenio.GreenSocket(sub.sock)
         self.tls = sub.ssl_context is not None
-        if self.tls:
-            # The handshake happens in each connection's own green thread,
-            # under client_timeout (Connection.handshake), not in accept().
-            self.sock = eventlet.green.ssl.GreenSSLSocket(self.sock, server_side=True, _context=sub.ssl_context,
-                                                          do_handshake_on_connect=False)
         self.timeout: Optional[float] = values['client_timeout'] or None
         self.limits = Limits(values['max_request_line'], values['max_header_line'], values['max_headers'],
                              values['max_header_size'])
@@ -137,6 +132,7 @@ class WSGIRunner(Runner):
         self.out_min: int = values['wsgi_output_iter_chunk_size']
         self.slots = eventlet.semaphore.Semaphore(values['concurrent_per_worker'])
         self.connections: dict[int, Connection] = {}
+        self.balancer = sub.balancer(eventlet, self.sock, stats, self.open_count)
         self.draining = False
         self.thread: Any = None
         self.serving = True
@@ -173,7 +169,12 @@ class WSGIRunner(Runner):
                 # worker), not in this process.
                 self.slots.acquire()
                 try:
-                    client, address = self.sock.accept()
+                    client, address = self.balancer.accept()
+                    if self.tls:
+                        # The handshake happens in the connection's own green
+                        # thread, under client_timeout (Connection.run).
+                        client = self.eventlet.green.ssl.GreenSSLSocket(
+                            client, server_side=True, _context=self.sub.ssl_context, do_handshake_on_connect=False)
                 except StopServing:
                     break
                 except OSError as err:
@@ -186,6 +187,7 @@ class WSGIRunner(Runner):
                     continue
                 conn = Connection(self, client, address)
                 self.connections[id(conn)] = conn
+                self.balancer.publish()
                 self.eventlet.spawn_n(self._run, conn)
         except StopServing:
             pass
@@ -196,11 +198,13 @@ class WSGIRunner(Runner):
             conn.run()
         finally:
             self.connections.pop(id(conn), None)
+            self.balancer.publish()
             self.slots.release()
 
     def stop_accepting(self) -> None:
         if not self.end_accept_loop():
             return
+        self.balancer.stop()
         self.draining = True
         self.eventlet.spawn_n(self.close_idle, time.monotonic())
 
