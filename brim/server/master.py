@@ -10,9 +10,12 @@ Process model (``start``)::
        ├─ supervisor [tcp]  ── sustains TCP workers
        └─ supervisor [daemons] ── sustains one process per daemon
 
-Invariants: the main process and the supervisors never import Eventlet or
-any app module; apps are imported in the probe child (after privileges
-drop) and in each worker. Signals go down the tree: HUP graceful, TERM now.
+Invariants: the main process never imports Eventlet, and neither it nor a
+supervisor imports any app module; apps are imported in the probe child
+(after privileges drop) and in each worker, so a replaced worker loads the
+apps' code afresh. A WSGI, TCP or UDP supervisor imports Eventlet (creating
+no hub) before it forks, so its workers share those pages instead of each
+holding its own copy. Signals go down the tree: HUP graceful, TERM now.
 """
 
 from __future__ import annotations
@@ -358,6 +361,8 @@ class Server:
         for other in self.ip_subservers():
             if other is not sub:
                 other.close_sockets()
+        if isinstance(sub, IPSubserver):
+            import_eventlet()  # once, before the fork: every worker shares its pages
         buckets = sub.bucket_names()
         what = 'daemon' if sub.kind == DAEMONS else 'worker'
         values = sub.values

@@ -194,3 +194,27 @@ def _stats_or_none(port):
         return get_stats(port)
     except (OSError, AssertionError):
         return None
+
+
+def test_workers_share_eventlet_loaded_by_their_supervisor(brimd):
+    """The supervisor imports Eventlet before it forks (its pages are then
+    shared by every worker); the main process never does."""
+    port = deploy(brimd)
+    main = brimd.start()
+    wait_until(lambda: port_accepts(port), what='port')
+
+    def titles():
+        found = {}
+        for pid in group_members(main):
+            with open('/proc/%d/cmdline' % pid, 'rb') as fp:
+                found[pid] = fp.read().split(b'\0')[0].decode()
+        return found if sum(title.startswith('brimd: wsgi worker') for title in found.values()) == 2 else None
+    found = wait_until(titles, what='both workers')
+
+    def maps_greenlet(pid):
+        with open('/proc/%d/maps' % pid) as fp:
+            return '_greenlet' in fp.read()  # greenlet's C extension, loaded with Eventlet
+    by_title = {title: pid for pid, title in found.items()}
+    assert not maps_greenlet(main)
+    assert maps_greenlet(by_title['brimd: wsgi supervisor'])
+    assert all(maps_greenlet(pid) for title, pid in by_title.items() if 'worker' in title)
