@@ -362,7 +362,10 @@ OPTIONS: tuple[Option, ...] = (
        'disconnected; 0 for no limit (not for the internet).', shown='60', units='seconds'),
     _o('concurrent_per_worker', _IP, to_positive_int, 1024,
        'The most requests, connections or datagrams one worker handles at once; past it, '
-       'new connections wait in the kernel\'s backlog until one closes.'),
+       'new connections wait in the kernel\'s backlog until one closes. UDP: it applies to a '
+       'handler class with blocks = True (a green thread per datagram; past it, datagrams '
+       'wait in the socket\'s receive buffer); other handlers run inline, one datagram at a '
+       'time.'),
     _o('backlog', _STREAM, to_positive_int, 4096,
        'The listen backlog: connections the kernel queues before they are accepted.'),
     _o('listen_retry', _IP, to_seconds, 30.0,

@@ -3,6 +3,14 @@
 brimd reads each datagram (up to ``max_datagram_size`` bytes) and calls the
 instance with it; reply with ``sock.sendto(data, (ip, port))``.
 
+By default the handler runs inline, in the worker's receive loop (no green
+thread per datagram): the fastest way, for a handler that computes and
+replies. A handler that may wait (``eventlet.sleep``, calls to other
+services) sets ``blocks = True`` on its class; each datagram then runs in its
+own green thread, at most ``concurrent_per_worker`` at once. Never block the
+process itself (``time.sleep``, non-green I/O): the watchdog kills a worker
+stuck for ``worker_timeout``.
+
 Configuration::
 
     [udp]
@@ -27,6 +35,9 @@ from typing import Any
 class UDPEcho:
     """Sends every datagram back to where it came from.
 
+    It never waits (``sock.sendto`` on a UDP socket returns at once unless
+    the send buffer is full), so it runs inline: no ``blocks = True``.
+
     Args:
         name: The section name.
         parsed_conf: What :meth:`parse_conf` returned.
@@ -34,6 +45,10 @@ class UDPEcho:
 
     #: No options of its own (brimd check then flags any option it does not know).
     OPTIONS = ()
+
+    #: False (the default): brimd calls this handler inline, in the receive
+    #: loop. Set ``blocks = True`` in a handler that may wait.
+    blocks = False
 
     def __init__(self, name: str, parsed_conf: dict) -> None:
         self.name = name
