@@ -1341,6 +1341,11 @@ class Report:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
+    missing = [tool for tool in ('wrk', 'gcc') if shutil.which(tool) is None]
+    if missing:
+        print('bench/compare.py needs %s on PATH (Debian: apt-get install %s)' % (' and '.join(missing), ' '.join(
+            'build-essential' if tool == 'gcc' else tool for tool in missing)), file=sys.stderr)
+        return 2
     began = time.monotonic()
     tmp = tempfile.mkdtemp(prefix='brim-bench-compare-')
 

@@ -383,7 +383,7 @@ class AcceptBalancer:
         self.publishing = True
         self.trampoline = eventlet.hubs.trampoline
         self.notify_opened = eventlet.hubs.notify_opened
-        self.green = eventlet.greenio.GreenSocket
+        self.green = connection_socket_class(eventlet)
         self.publish()
 
     def publish(self) -> None:
@@ -428,6 +428,88 @@ class AcceptBalancer:
                 continue
             self.notify_opened(client.fileno())
             return self.green(client), address
+
+
+class SweptTimeouts:
+    """Timeouts of a worker's long socket waits, without a hub timer each.
+
+    Eventlet gives every wait on a socket with a timeout its own hub timer
+    (made, pushed on a heap, cancelled): about 1 us a wait, the largest cost
+    left on a connection's path (a TCP echo waits once per message). A wait
+    of :data:`SWEPT_MIN` seconds or more is instead entered in a dict, and
+    one timer callback, running every :data:`SWEEP_TICK` seconds while any
+    wait is entered, throws the wait's timeout exception into each green
+    thread whose deadline has passed, from the hub, as Eventlet's own timers
+    do. Such a timeout fires up to :data:`SWEEP_TICK` late, never early.
+
+    Args:
+        hub: The worker's Eventlet hub.
+    """
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.waiting: dict[Any, tuple[float, BaseException]] = {}
+        self.sweeping = False
+
+    def enter(self, thread: Any, deadline: float, exc: BaseException) -> None:
+        """Time out ``thread``'s wait at ``deadline`` (``time.monotonic``) with ``exc``."""
+        self.waiting[thread] = (deadline, exc)
+        if not self.sweeping:
+            self.sweeping = True
+            self.hub.schedule_call_global(SWEEP_TICK, self.sweep)
+
+    def sweep(self) -> None:
+        """Throw into the waits whose deadline has passed (runs in the hub)."""
+        now = time.monotonic()
+        waiting = self.waiting
+        for thread, entry in list(waiting.items()):
+            if entry[0] <= now and waiting.get(thread) is entry:  # still that same wait
+                del waiting[thread]
+                thread.throw(entry[1])
+        if waiting:
+            self.hub.schedule_call_global(SWEEP_TICK, self.sweep)
+        else:
+            self.sweeping = False
+
+
+#: The shortest socket timeout (seconds) that :class:`SweptTimeouts` handles;
+#: shorter ones get Eventlet's own timer.
+SWEPT_MIN = 1.0
+#: Seconds between sweeps (the most a swept timeout fires late).
+SWEEP_TICK = 0.1
+
+_socket_class: list = []
+
+
+def connection_socket_class(eventlet: Any) -> type:
+    """The green socket class of accepted connections in this worker: an
+    Eventlet ``GreenSocket`` whose waits of :data:`SWEPT_MIN` seconds or
+    more time out through :class:`SweptTimeouts` (same exception,
+    ``socket.timeout``, at most :data:`SWEEP_TICK` later), so no hub timer
+    is made per wait. Made once per process, for the hub in use."""
+    if _socket_class:
+        return _socket_class[0]
+    swept = SweptTimeouts(eventlet.hubs.get_hub())
+    getcurrent = eventlet.getcurrent
+    monotonic = time.monotonic
+
+    class ConnectionSocket(eventlet.greenio.GreenSocket):
+        """A ``GreenSocket`` whose long waits time out by sweep."""
+
+        def _trampoline(self, fd: Any, read: bool = False, write: bool = False, timeout: Optional[float] = None,
+                        timeout_exc: Any = None) -> Any:
+            # GreenSocket's one place where a wait (recv, send, ...) meets its timeout.
+            if timeout is None or timeout < SWEPT_MIN:
+                return super()._trampoline(fd, read=read, write=write, timeout=timeout, timeout_exc=timeout_exc)
+            thread = getcurrent()
+            swept.enter(thread, monotonic() + timeout, timeout_exc)
+            try:
+                return super()._trampoline(fd, read=read, write=write, timeout=None, timeout_exc=timeout_exc)
+            finally:
+                swept.waiting.pop(thread, None)
+
+    _socket_class.append(ConnectionSocket)
+    return ConnectionSocket
 
 
 #: Seconds a worker waits before taking a pending connection, per
