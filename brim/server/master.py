@@ -15,12 +15,15 @@ supervisor imports any app module; apps are imported in the probe child
 (after privileges drop) and in each worker, so a replaced worker loads the
 apps' code afresh. A WSGI, TCP or UDP supervisor imports Eventlet (creating
 no hub) before it forks, so its workers share those pages instead of each
-holding its own copy. Signals go down the tree: HUP graceful, TERM now.
+holding its own copy (``gc.freeze()`` then keeps the collector from
+writing to, and so copying, those pages). Signals go down the tree: HUP
+graceful, TERM now.
 """
 
 from __future__ import annotations
 
 import configparser
+import gc
 import json
 import logging
 import math
@@ -363,6 +366,7 @@ class Server:
                 other.close_sockets()
         if isinstance(sub, IPSubserver):
             import_eventlet()  # once, before the fork: every worker shares its pages
+            gc.freeze()  # and the collector, never visiting these objects, leaves them shared
         buckets = sub.bucket_names()
         what = 'daemon' if sub.kind == DAEMONS else 'worker'
         values = sub.values
