@@ -63,7 +63,7 @@ class DaemonSample:
 
         Args:
             subserver: The :class:`brim.server.DaemonsSubserver` (``logger``...).
-            stats: This daemon's stats: ``get``, ``set``, ``incr``.
+            stats: This daemon's stats: ``get``, ``set``, ``incr``, ``add``.
         """
         iterations = 0
         while True:

@@ -121,8 +121,26 @@ class BucketStats:
         Raises:
             KeyError: if ``name`` was not declared.
         """
-        cell = self._cell(name)
-        self._cells[cell] = (self._cells[cell] + 1) & _MASK
+        try:
+            cell = self._index[name]
+        except KeyError:
+            raise KeyError('stat %r is not declared (add it to stats_conf)' % name) from None
+        cells = self._cells
+        cells[cell] = (cells[cell] + 1) & _MASK
+
+    def add(self, name: str, amount: int) -> None:
+        """Add ``amount`` to stat ``name`` (taken modulo 2**64): one call
+        where ``set(name, get(name) + amount)`` takes two.
+
+        Raises:
+            KeyError: if ``name`` was not declared.
+        """
+        try:
+            cell = self._index[name]
+        except KeyError:
+            raise KeyError('stat %r is not declared (add it to stats_conf)' % name) from None
+        cells = self._cells
+        cells[cell] = (cells[cell] + int(amount)) & _MASK
 
 
 class SharedStats:

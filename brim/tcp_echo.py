@@ -50,7 +50,7 @@ class TCPEcho:
 
         Args:
             subserver: The :class:`brim.server.TCPSubserver` (``logger``, ``json_dumps``...).
-            stats: This worker's stats: ``get``, ``set``, ``incr``.
+            stats: This worker's stats: ``get``, ``set``, ``incr``, ``add``.
             sock: The connected green socket (timeout ``client_timeout``).
             ip, port: The client's address.
         """
@@ -58,7 +58,7 @@ class TCPEcho:
             data = sock.recv(self.chunk_read)
             if not data:
                 return
-            stats.set('byte_count', stats.get('byte_count') + len(data))
+            stats.add('byte_count', len(data))
             sock.sendall(data)
 
     @classmethod

@@ -58,12 +58,12 @@ class UDPEcho:
 
         Args:
             subserver: The :class:`brim.server.UDPSubserver`.
-            stats: This worker's stats: ``get``, ``set``, ``incr``.
+            stats: This worker's stats: ``get``, ``set``, ``incr``, ``add``.
             sock: The worker's green UDP socket.
             datagram: The bytes received.
             ip, port: The sender's address.
         """
-        stats.set('byte_count', stats.get('byte_count') + len(datagram))
+        stats.add('byte_count', len(datagram))
         sock.sendto(datagram, (ip, port))
 
     @classmethod

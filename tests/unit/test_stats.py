@@ -113,6 +113,11 @@ def test_bucket_starts_at_zero(shared):
     ([('set', -1)], 2 ** 64 - 1),
     ([('set', 3.9)], 3),
     ([('set', 5), ('set', 0)], 0),
+    ([('add', 4096)], 4096),
+    ([('set', 10), ('add', 5), ('incr',)], 16),
+    ([('set', 2 ** 64 - 2), ('add', 3)], 1),
+    ([('set', 5), ('add', -2)], 3),
+    ([('add', 2.9)], 2),
 ])
 def test_bucket_set_incr_get(shared, ops, expected):
     bucket = shared.bucket('wsgi', '1')
@@ -133,7 +138,7 @@ def test_buckets_are_separate(shared):
     assert shared.start_time == 0
 
 
-@pytest.mark.parametrize('method, args', [('get', ()), ('set', (1,)), ('incr', ())])
+@pytest.mark.parametrize('method, args', [('get', ()), ('set', (1,)), ('incr', ()), ('add', (2,))])
 def test_bucket_undeclared_stat(shared, method, args):
     bucket = shared.bucket('tcp', '0')
     with pytest.raises(KeyError) as caught:
