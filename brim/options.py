@@ -359,7 +359,8 @@ OPTIONS: tuple[Option, ...] = (
        'Seconds a client may take to send a whole request head (from its first byte, or '
        'from the connection on TLS), to send each body read an app asks for, to accept each '
        'write, or to start its next request on a kept-alive connection, before it is '
-       'disconnected; 0 for no limit (not for the internet).', shown='60', units='seconds'),
+       'disconnected; 0 for no limit (not for the internet). A wait of a second or more '
+       'times out up to 0.1 s late, never early.', shown='60', units='seconds'),
     _o('concurrent_per_worker', _IP, to_positive_int, 1024,
        'The most requests, connections or datagrams one worker handles at once; past it, '
        'new connections wait in the kernel\'s backlog until one closes. UDP: it applies to a '
