@@ -5,9 +5,10 @@ A :class:`Subserver` is one subserver section of the conf (``[wsgi]``,
 resolved conf; its apps are loaded where they run (the probe child, each
 worker or daemon, or the foreground process).
 
-Invariant: Eventlet is imported only inside :func:`run_green` and the
-``make_runner`` methods, which run in workers or the foreground process,
-never in the main process or a supervisor.
+Invariant: Eventlet is imported only through :func:`import_eventlet`:
+in workers, the foreground process, and a WSGI, TCP or UDP supervisor just
+before it forks its workers (so they share its pages); never in the main
+process.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ except ImportError:  # pragma: no cover
 
 
 def import_eventlet() -> Any:
-    """Import Eventlet (workers and the foreground process only) and return it.
+    """Import Eventlet (never in the main process) and return it.
 
     Eventlet warns on import that it is in bugfix-only maintenance; brimd
     knows, and keeps that line out of every worker's log.
@@ -361,7 +362,7 @@ class AcceptBalancer:
     waits :data:`BALANCE_STEP` seconds per connection of difference, at most
     :data:`BALANCE_MAX_WAIT`, once a connection is pending, before taking
     it: a less loaded sibling, woken by the same connection, takes it first
-    (least connections, as nginx and HAProxy balance). A sibling that does
+    (the least-connections rule of HAProxy's ``leastconn``). A sibling that does
     not take it in time (busy, or hung until the watchdog replaces it)
     costs a new connection that wait and no more; nothing is refused.
 
