@@ -22,7 +22,7 @@ setup(
     long_description_content_type='text/markdown',
     license='Apache-2.0',
     python_requires='>=3.10',
-    packages=find_packages(exclude=['tests', 'tests.*', 'bench', 'bench.*']),
+    packages=find_packages(exclude=['tests', 'tests.*', 'bench', 'bench.*', 'examples', 'examples.*', 'docs']),
     install_requires=[
         # 0.40.3 fixed CVE-2025-58068 (request smuggling in eventlet.wsgi).
         'eventlet>=0.40.3',
@@ -30,7 +30,8 @@ setup(
     ],
     extras_require={
         'proctitle': ['setproctitle'],
-        'test': ['pytest>=7', 'pytest-timeout>=2', 'trustme>=1.0', 'setproctitle', 'ruff', 'mypy', 'hypothesis>=6'],
+        'test': ['pytest>=7', 'pytest-timeout>=2', 'trustme>=1.0', 'setproctitle', 'ruff', 'mypy', 'hypothesis>=6',
+                 'sphinx>=7', 'myst-parser>=2'],
     },
     entry_points={'console_scripts': ['brimd = brim.server.cli:main']},
     classifiers=[

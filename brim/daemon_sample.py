@@ -50,6 +50,10 @@ class DaemonSample:
         parsed_conf: What :meth:`parse_conf` returned.
     """
 
+    #: This app's options, declared once; parse_conf, brimd check and
+    #: brimd.conf-sample all use them.
+    #:
+    #: :meta hide-value:
     OPTIONS = (
         app_option('interval', to_seconds, 60.0, 'Seconds between status lines.', units='seconds', shown='60'),
     )

@@ -191,6 +191,8 @@ HTTPResponse = HTTPException
 
 
 class HTTPInformational(HTTPException):
+    """1xx informational; used directly, ``100 Continue`` (alias HTTPContinue)."""
+
     code = 100
 
 
@@ -198,18 +200,26 @@ HTTPContinue = HTTPInformational
 
 
 class HTTPSwitchingProtocols(HTTPInformational):
+    """``101 Switching Protocols``. Never has a body."""
+
     code = 101
 
 
 class HTTPProcessing(HTTPInformational):
+    """``102 Processing``. Never has a body."""
+
     code = 102
 
 
 class HTTPEarlyHints(HTTPInformational):
+    """``103 Early Hints``. Never has a body."""
+
     code = 103
 
 
 class HTTPSuccess(HTTPException):
+    """2xx success; used directly, ``200 OK`` (aliases HTTPOk, HTTPOK)."""
+
     code = 200
 
 
@@ -217,42 +227,64 @@ HTTPOk = HTTPOK = HTTPSuccess
 
 
 class HTTPCreated(HTTPSuccess):
+    """``201 Created``."""
+
     code = 201
 
 
 class HTTPAccepted(HTTPSuccess):
+    """``202 Accepted``."""
+
     code = 202
 
 
 class HTTPNonAuthoritativeInformation(HTTPSuccess):
+    """``203 Non-Authoritative Information``."""
+
     code = 203
 
 
 class HTTPNoContent(HTTPSuccess):
+    """``204 No Content``. Never has a body."""
+
     code = 204
 
 
 class HTTPResetContent(HTTPSuccess):
+    """``205 Reset Content``."""
+
     code = 205
 
 
 class HTTPPartialContent(HTTPSuccess):
+    """``206 Partial Content``."""
+
     code = 206
 
 
 class HTTPMultiStatus(HTTPSuccess):
+    """``207 Multi-Status``."""
+
     code = 207
 
 
 class HTTPAlreadyReported(HTTPSuccess):
+    """``208 Already Reported``."""
+
     code = 208
 
 
 class HTTPIMUsed(HTTPSuccess):
+    """``226 IM Used``."""
+
     code = 226
 
 
 class HTTPRedirection(HTTPException):
+    """3xx redirection; used directly, ``300 Multiple Choices`` (alias HTTPMultipleChoices).
+
+    Pass ``location=`` for the ``Location`` header."""
+
     code = 300
 
 
@@ -260,38 +292,56 @@ HTTPMultipleChoices = HTTPRedirection
 
 
 class HTTPMovedPermanently(HTTPRedirection):
+    """``301 Moved Permanently``. Pass ``location=`` for the ``Location`` header."""
+
     code = 301
 
 
 class HTTPFound(HTTPRedirection):
+    """``302 Found``. Pass ``location=`` for the ``Location`` header."""
+
     code = 302
 
 
 class HTTPSeeOther(HTTPRedirection):
+    """``303 See Other``. Pass ``location=`` for the ``Location`` header."""
+
     code = 303
 
 
 class HTTPNotModified(HTTPRedirection):
+    """``304 Not Modified``. Never has a body."""
+
     code = 304
 
 
 class HTTPUseProxy(HTTPRedirection):
+    """``305 Use Proxy``."""
+
     code = 305
 
 
 class HTTPTemporaryRedirect(HTTPRedirection):
+    """``307 Temporary Redirect``. Pass ``location=`` for the ``Location`` header."""
+
     code = 307
 
 
 class HTTPPermanentRedirect(HTTPRedirection):
+    """``308 Permanent Redirect``. Pass ``location=`` for the ``Location`` header."""
+
     code = 308
 
 
 class HTTPError(HTTPException):
+    """Base of the 4xx and 5xx classes; used directly, ``500 Internal Server Error``."""
+
     code = 500
 
 
 class HTTPClientError(HTTPError):
+    """4xx client error; used directly, ``400 Bad Request`` (alias HTTPBadRequest)."""
+
     code = 400
 
 
@@ -299,54 +349,80 @@ HTTPBadRequest = HTTPClientError
 
 
 class HTTPUnauthorized(HTTPClientError):
+    """``401 Unauthorized``."""
+
     code = 401
 
 
 class HTTPPaymentRequired(HTTPClientError):
+    """``402 Payment Required``."""
+
     code = 402
 
 
 class HTTPForbidden(HTTPClientError):
+    """``403 Forbidden``."""
+
     code = 403
 
 
 class HTTPNotFound(HTTPClientError):
+    """``404 Not Found``."""
+
     code = 404
 
 
 class HTTPMethodNotAllowed(HTTPClientError):
+    """``405 Method Not Allowed``."""
+
     code = 405
 
 
 class HTTPNotAcceptable(HTTPClientError):
+    """``406 Not Acceptable``."""
+
     code = 406
 
 
 class HTTPProxyAuthenticationRequired(HTTPClientError):
+    """``407 Proxy Authentication Required``."""
+
     code = 407
 
 
 class HTTPRequestTimeout(HTTPClientError):
+    """``408 Request Timeout``."""
+
     code = 408
 
 
 class HTTPConflict(HTTPClientError):
+    """``409 Conflict``."""
+
     code = 409
 
 
 class HTTPGone(HTTPClientError):
+    """``410 Gone``."""
+
     code = 410
 
 
 class HTTPLengthRequired(HTTPClientError):
+    """``411 Length Required``."""
+
     code = 411
 
 
 class HTTPPreconditionFailed(HTTPClientError):
+    """``412 Precondition Failed``."""
+
     code = 412
 
 
 class HTTPContentTooLarge(HTTPClientError):
+    """``413 Request Entity Too Large``."""
+
     code = 413
 
 
@@ -354,6 +430,8 @@ HTTPRequestEntityTooLarge = HTTPContentTooLarge  # RFC 2616's name
 
 
 class HTTPURITooLong(HTTPClientError):
+    """``414 Request-URI Too Long``."""
+
     code = 414
 
 
@@ -361,10 +439,14 @@ HTTPRequestURITooLong = HTTPURITooLong  # RFC 2616's name
 
 
 class HTTPUnsupportedMediaType(HTTPClientError):
+    """``415 Unsupported Media Type``."""
+
     code = 415
 
 
 class HTTPRangeNotSatisfiable(HTTPClientError):
+    """``416 Requested Range Not Satisfiable``."""
+
     code = 416
 
 
@@ -372,18 +454,26 @@ HTTPRequestedRangeNotSatisfiable = HTTPRangeNotSatisfiable  # RFC 2616's name
 
 
 class HTTPExpectationFailed(HTTPClientError):
+    """``417 Expectation Failed``."""
+
     code = 417
 
 
 class HTTPImATeapot(HTTPClientError):
+    """``418 I'm a Teapot``."""
+
     code = 418
 
 
 class HTTPMisdirectedRequest(HTTPClientError):
+    """``421 Misdirected Request``."""
+
     code = 421
 
 
 class HTTPUnprocessableContent(HTTPClientError):
+    """``422 Unprocessable Entity``."""
+
     code = 422
 
 
@@ -391,38 +481,57 @@ HTTPUnprocessableEntity = HTTPUnprocessableContent  # RFC 4918's name
 
 
 class HTTPLocked(HTTPClientError):
+    """``423 Locked``."""
+
     code = 423
 
 
 class HTTPFailedDependency(HTTPClientError):
+    """``424 Failed Dependency``."""
+
     code = 424
 
 
 class HTTPTooEarly(HTTPClientError):
+    """``425 Too Early``."""
+
     code = 425
 
 
 class HTTPUpgradeRequired(HTTPClientError):
+    """``426 Upgrade Required``."""
+
     code = 426
 
 
 class HTTPPreconditionRequired(HTTPClientError):
+    """``428 Precondition Required``."""
+
     code = 428
 
 
 class HTTPTooManyRequests(HTTPClientError):
+    """``429 Too Many Requests``."""
+
     code = 429
 
 
 class HTTPRequestHeaderFieldsTooLarge(HTTPClientError):
+    """``431 Request Header Fields Too Large``."""
+
     code = 431
 
 
 class HTTPUnavailableForLegalReasons(HTTPClientError):
+    """``451 Unavailable For Legal Reasons``."""
+
     code = 451
 
 
 class HTTPServerError(HTTPError):
+    """5xx server error; used directly, ``500 Internal Server Error`` (alias
+    HTTPInternalServerError)."""
+
     code = 500
 
 
@@ -430,22 +539,32 @@ HTTPInternalServerError = HTTPServerError
 
 
 class HTTPNotImplemented(HTTPServerError):
+    """``501 Not Implemented``."""
+
     code = 501
 
 
 class HTTPBadGateway(HTTPServerError):
+    """``502 Bad Gateway``."""
+
     code = 502
 
 
 class HTTPServiceUnavailable(HTTPServerError):
+    """``503 Service Unavailable``."""
+
     code = 503
 
 
 class HTTPGatewayTimeout(HTTPServerError):
+    """``504 Gateway Timeout``."""
+
     code = 504
 
 
 class HTTPHTTPVersionNotSupported(HTTPServerError):
+    """``505 HTTP Version Not Supported``."""
+
     code = 505
 
 
@@ -453,22 +572,32 @@ HTTPVersionNotSupported = HTTPHTTPVersionNotSupported
 
 
 class HTTPVariantAlsoNegotiates(HTTPServerError):
+    """``506 Variant Also Negotiates``."""
+
     code = 506
 
 
 class HTTPInsufficientStorage(HTTPServerError):
+    """``507 Insufficient Storage``."""
+
     code = 507
 
 
 class HTTPLoopDetected(HTTPServerError):
+    """``508 Loop Detected``."""
+
     code = 508
 
 
 class HTTPNotExtended(HTTPServerError):
+    """``510 Not Extended``."""
+
     code = 510
 
 
 class HTTPNetworkAuthenticationRequired(HTTPServerError):
+    """``511 Network Authentication Required``."""
+
     code = 511
 
 
@@ -608,11 +737,14 @@ def _typed_header(env: Mapping[str, Any], name: str, default: Any, kind: str) ->
 
 
 def get_header_bool(env: Mapping[str, Any], name: str, default: Optional[bool] = None) -> bool:
-    """Return request header ``name`` as a bool (TRUE_VALUES / FALSE_VALUES).
+    """Return request header ``name`` as a bool.
+
+    The value, any case, must be one of :data:`brim.conf.TRUE_VALUES` or
+    :data:`brim.conf.FALSE_VALUES`.
 
     Args:
         env: The WSGI environ.
-        name: The header name.
+        name: The header name, any case.
         default: Returned when the header is absent; if None, the header is
             required.
 
@@ -627,17 +759,33 @@ get_header_boolean = get_header_bool  # the original brim's name
 
 
 def get_header_int(env: Mapping[str, Any], name: str, default: Optional[int] = None) -> int:
-    """Return request header ``name`` as an int.
+    """Return request header ``name`` as an int (Python's ``int()`` syntax).
 
-    Args and Raises as :func:`get_header_bool` (HTTPBadRequest if not an int).
+    Args:
+        env: The WSGI environ.
+        name: The header name, any case.
+        default: Returned when the header is absent; if None, the header is
+            required.
+
+    Raises:
+        HTTPBadRequest: if the header is missing and required, or not an int;
+            the body names the header.
     """
     return cast(int, _typed_header(env, name, default, 'int'))
 
 
 def get_header_float(env: Mapping[str, Any], name: str, default: Optional[float] = None) -> float:
-    """Return request header ``name`` as a float.
+    """Return request header ``name`` as a float (Python's ``float()`` syntax).
 
-    Args and Raises as :func:`get_header_bool` (HTTPBadRequest if not a float).
+    Args:
+        env: The WSGI environ.
+        name: The header name, any case.
+        default: Returned when the header is absent; if None, the header is
+            required.
+
+    Raises:
+        HTTPBadRequest: if the header is missing and required, or not a float;
+            the body names the header.
     """
     return cast(float, _typed_header(env, name, default, 'float'))
 

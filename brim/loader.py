@@ -34,7 +34,7 @@ class Shape:
     what: str
 
 
-#: SPEC §4: constructor and ``__call__`` arguments by kind.
+#: Constructor and ``__call__`` arguments by kind (SPEC §4).
 SHAPES = {
     WSGI: Shape(('name', 'parsed_conf', 'next_app'), ('env', 'start_response'), 'WSGI app'),
     TCP: Shape(('name', 'parsed_conf'), ('subserver', 'stats', 'sock', 'ip', 'port'), 'TCP handler'),

@@ -67,6 +67,7 @@ class ReopenableFileHandler(logging.FileHandler):
         super().emit(record)
 
     def reopen(self) -> None:
+        """Reopen the file at its path now; on OSError keep the old one and say so in it."""
         try:
             stream = self._open()
         except OSError as err:

@@ -44,6 +44,13 @@ EXIT_BOOT_FAILED = 78
 def signum2str(signum: int) -> str:
     """Return the name of a signal number, e.g. ``'SIGHUP'`` for 1.
 
+    Args:
+        signum: The signal number (an ``int`` or :class:`signal.Signals`).
+
+    Returns:
+        The ``str`` name, or ``'UNKNOWN'`` for a number that is no signal;
+        never raises.
+
     >>> signum2str(1)
     'SIGHUP'
     """
@@ -68,7 +75,7 @@ def droppriv(user: Optional[str], group: Optional[str] = None, umask: int = 0o02
     Args:
         user: User name, or None to stay the current user.
         group: Group name, or None for the user's primary group.
-        umask: The process umask.
+        umask: The process umask (permission bits, e.g. ``0o022``).
 
     Raises:
         StartupError: if the user or group does not exist or the switch is
@@ -209,7 +216,12 @@ def get_listening_tcp_socket(ip: str, port: int, backlog: int = 4096, retry: flo
             IPv4/IPv6 address or a host name.
         port: The TCP port (0 picks a free one).
         backlog: The listen backlog (connections queued by the kernel).
-        retry: Seconds to keep retrying while the address is in use.
+        retry: Seconds to keep retrying while the address is in use
+            (every 0.5 s); 0 tries once.
+
+    Returns:
+        A blocking :class:`socket.socket` with ``SO_REUSEADDR``, inheritable
+        by children (brimd forks workers that accept on it).
 
     Raises:
         StartupError: naming the address if it cannot be bound.
@@ -252,7 +264,16 @@ def take_listening_socket(sockets: list[socket.socket], ip: str, port: int,
 def get_listening_udp_socket(ip: str, port: int, retry: float = 30) -> socket.socket:
     """Return a plain UDP socket bound to ``ip:port``.
 
-    Args: as :func:`get_listening_tcp_socket`, without backlog.
+    Args:
+        ip: ``*`` for every address (dual-stack IPv6 where available), an
+            IPv4/IPv6 address or a host name.
+        port: The UDP port (0 picks a free one).
+        retry: Seconds to keep retrying while the address is in use
+            (every 0.5 s); 0 tries once.
+
+    Returns:
+        A blocking :class:`socket.socket` (no ``SO_REUSEADDR``: two servers
+        never share a UDP port unawares), inheritable by children.
 
     Raises:
         StartupError: naming the address if it cannot be bound.
@@ -331,6 +352,7 @@ class Recycler:
     min_lifetime: float = 0.0
 
     def active(self) -> bool:
+        """True if any limit (``max_requests``, ``max_lifetime``, ``max_rss``) is set."""
         return bool(self.max_requests or self.max_lifetime or self.max_rss)
 
     def limits(self, index: int) -> tuple[int, int, float]:
@@ -390,7 +412,7 @@ class _Bucket:
         self.backoff = 0.0
 
 
-#: ``status(index, pid, restarts, recycles, last_exit, backoff)``: called
+#: Called as ``status(index, pid, restarts, recycles, last_exit, backoff)``
 #: whenever one of them changes for an index (pid 0: none running).
 StatusHook = Callable[[int, int, int, int, int, float], None]
 
@@ -508,6 +530,7 @@ class Supervisor:
                     self.logger.error('%s: %s', self.name, sysloggable_excinfo(*sys.exc_info()))
 
     def handle_signals(self) -> None:
+        """Run ``handle_<signal>`` for each signal recorded since the last pass, in order."""
         while self.pending:
             signum = self.pending.pop(0)
             handler = getattr(self, 'handle_' + signum2str(signum).lower(), None)
@@ -515,17 +538,21 @@ class Supervisor:
                 handler()
 
     def handle_sighup(self) -> None:
+        """HUP: stop gracefully (see :meth:`stop`)."""
         self.stop(signal.SIGHUP)
 
     def handle_sigterm(self) -> None:
+        """TERM (and INT): stop at once (see :meth:`stop`)."""
         self.stop(signal.SIGTERM)
 
     handle_sigint = handle_sigterm
 
     def handle_sigchld(self) -> None:
+        """CHLD: nothing; every pass reaps (:meth:`reap`)."""
         pass  # reap() runs every pass
 
     def handle_sigusr1(self) -> None:
+        """USR1 (log rotation): call ``on_usr1``, then relay USR1 to every child."""
         if self.on_usr1:
             self.on_usr1()
         self.relay(signal.SIGUSR1)
@@ -543,6 +570,7 @@ class Supervisor:
         self.relay(signum)
 
     def relay(self, signum: int) -> None:
+        """Send ``signum`` to every child (those already gone are skipped)."""
         for pid in list(self.children):
             self._kill(pid, signum)
 
@@ -737,6 +765,7 @@ class Supervisor:
                 self._kill(child.pid, signal.SIGKILL)
 
     def parent_alive(self) -> bool:
+        """False once the parent has exited (when ``watch_parent`` is set), else True."""
         return not self.watch_parent or os.getppid() == self.parent
 
     def next_wait(self, now: float) -> float:
@@ -757,6 +786,13 @@ class Supervisor:
     # -- loop -----------------------------------------------------------------
 
     def run(self) -> None:
+        """Supervise until HUP or TERM (the loop described above); returns then.
+
+        After TERM, waits up to 5 seconds for the children to exit, then kills
+        the rest with SIGKILL. After HUP, returns once every child has exited
+        (or at once if ``wait_on_hup`` is False); children still running past
+        ``graceful_timeout`` (plus ``kill_margin``) are killed.
+        """
         self._install_signals()
         self.initial_done = False
         try:

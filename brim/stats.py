@@ -20,7 +20,7 @@ from __future__ import annotations
 import mmap
 from typing import Iterable, Sequence
 
-#: Stat types: per-bucket only, or rolled up over a subserver's buckets.
+#: Stat types, per-bucket only or rolled up over a subserver's buckets.
 STAT_TYPES = ('worker', 'daemon', 'sum', 'min', 'max')
 _MASK = (1 << 64) - 1
 
@@ -73,6 +73,7 @@ class StatsLayout:
 
     @classmethod
     def from_json(cls, data: list) -> 'StatsLayout':
+        """Rebuild a layout from :meth:`to_json` data (as the main process gets it from the probe)."""
         return cls((sub, [(bucket, [tuple(s) for s in stats]) for bucket, stats in buckets]) for sub, buckets in data)
 
 
@@ -157,6 +158,7 @@ class SharedStats:
 
     @property
     def start_time(self) -> int:
+        """When the server started serving, as integer Unix time (seconds); settable."""
         return self.cells[0]
 
     @start_time.setter

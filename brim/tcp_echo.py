@@ -36,6 +36,10 @@ class TCPEcho:
         parsed_conf: What :meth:`parse_conf` returned.
     """
 
+    #: This app's options, declared once; parse_conf, brimd check and
+    #: brimd.conf-sample all use them.
+    #:
+    #: :meta hide-value:
     OPTIONS = (
         app_option('chunk_read', to_positive_int, 65536, 'The most bytes to read at once before echoing them back.',
                    units='bytes'),

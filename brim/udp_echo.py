@@ -46,7 +46,7 @@ class UDPEcho:
     #: No options of its own (brimd check then flags any option it does not know).
     OPTIONS = ()
 
-    #: False (the default): brimd calls this handler inline, in the receive
+    #: False, the default, means brimd calls this handler inline, in the receive
     #: loop. Set ``blocks = True`` in a handler that may wait.
     blocks = False
 

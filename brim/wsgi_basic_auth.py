@@ -91,14 +91,14 @@ from brim.options import app_option, parse_section, to_path, to_str
 from brim.http import HTTPUnauthorized, StartResponse, WSGIApp
 from brim.log import NOTICE
 
-#: Seconds between checks of the auth file for changes: well within the
-#: promised 10 s, and a stat() a second per worker costs nothing.
+#: Seconds between checks of the auth file for changes, well within the
+#: promised 10 s; and a stat() a second per worker costs nothing.
 DEFAULT_CHECK_INTERVAL = 1.0
 #: Successful checks remembered per worker (about 200 bytes each); past
 #: this the oldest is forgotten first, so memory stays bounded whatever
 #: users send.
 CACHE_SIZE = 1024
-#: Seconds a successful check is remembered: long enough that a busy client
+#: Seconds a successful check is remembered; long enough that a busy client
 #: pays bcrypt once every five minutes, short enough that a password's
 #: digest doesn't linger in memory long after it was last used.
 CACHE_TTL = 300.0
@@ -230,8 +230,10 @@ class WSGIBasicAuth:
         # insertion order is expiry order (every entry lives cache_ttl).
         self._verified: dict[tuple[str, bytes], tuple[bytes, float]] = {}
 
-    #: This app's options, declared once: parse_conf, brimd check and
+    #: This app's options, declared once; parse_conf, brimd check and
     #: brimd.conf-sample all use them.
+    #:
+    #: :meta hide-value:
     OPTIONS = (
         app_option('auth_path', to_path, '', 'The auth file (required): one "user bcrypt-hash" line per user. '
                    'A changed file is picked up within 10 seconds; a missing or unreadable one fails closed '

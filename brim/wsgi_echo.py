@@ -43,8 +43,10 @@ class WSGIEcho:
         next_app: The next WSGI app in the pipeline.
     """
 
-    #: Options of this app's section, declared once: parse_conf, brimd check
+    #: Options of this app's section, declared once; parse_conf, brimd check
     #: and brimd.conf-sample all use this.
+    #:
+    #: :meta hide-value:
     OPTIONS = (
         app_option('path', to_str, '/echo', 'The request path to match and serve; other paths go to the next app.'),
         app_option('max_echo', to_nonnegative_int, 65536, 'The most bytes to echo; more are read and ignored.',

@@ -191,8 +191,10 @@ class WSGIFS:
         self.serve_path: str = os.path.realpath(parsed_conf['serve_path'])
         self._prefix = '/' + self.path if self.path else ''
 
-    #: This app's options, declared once: parse_conf, brimd check and
+    #: This app's options, declared once; parse_conf, brimd check and
     #: brimd.conf-sample all use them.
+    #:
+    #: :meta hide-value:
     OPTIONS = (
         app_option('path', to_str, '/', 'The URL prefix served; requests for other paths go to the next app.'),
         app_option('serve_path', to_path, '', 'The directory whose files are served (required). Nothing '

@@ -37,6 +37,10 @@ class WSGIStats:
         next_app: The next WSGI app in the pipeline.
     """
 
+    #: This app's options, declared once; parse_conf, brimd check and
+    #: brimd.conf-sample all use them.
+    #:
+    #: :meta hide-value:
     OPTIONS = (
         app_option('path', to_str, '/stats', 'The request path to match and serve; other paths go to the '
                    'next app. A hard-to-guess path is a basic access restriction.'),

@@ -34,6 +34,7 @@ commands:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``brimd`` (its ``--help`` text lists the commands)."""
     parser = argparse.ArgumentParser(prog='brimd', description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('command', nargs='?', default='no-daemon', choices=COMMANDS, metavar='command',

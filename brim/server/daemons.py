@@ -33,9 +33,11 @@ class DaemonsSubserver(Subserver):
         return [('start_time', 'daemon')] + [(name, 'daemon') for name, _ in self.supervision_stats('daemon')]
 
     def bucket_names(self) -> list[str]:
+        """One stats bucket per daemon, named by its section (the ``daemons`` option)."""
         return list(self.values['daemons'])
 
     def worker_count(self) -> int:
+        """One process per daemon named by the ``daemons`` option."""
         return len(self.values['daemons'])
 
     def stats_rows(self) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -450,8 +450,12 @@ class Connection:
     def start_response(self, status: str, headers: list, exc_info: Any = None) -> Any:
         """PEP 3333 ``start_response``.
 
+        Returns:
+            The PEP 3333 ``write(data)`` callable.
+
         Raises:
-            The exception of ``exc_info`` if the headers have been sent.
+            BaseException: ``exc_info``'s own exception, re-raised, if the
+                headers have been sent.
             AssertionError: called twice without ``exc_info``.
             ValueError: a status that is not ``'NNN reason'`` or a header
                 that is not a (str, str) pair without CR, LF or NUL.
@@ -775,6 +779,9 @@ class Connection:
             pass
 
     def close(self) -> None:
+        """Close the connection, first lingering (:meth:`linger`) if it was
+        marked to close after a response; never raises OSError.
+        """
         if self.must_close:
             self.linger()
         try:

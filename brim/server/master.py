@@ -115,11 +115,13 @@ class Server:
 
     @property
     def pid_file(self) -> str:
+        """The pid file path, from ``-p`` if given, else ``pid_file``; ``''`` for none (``-``)."""
         if self.pid_file_override is not None:
             return '' if self.pid_file_override == '-' else os.path.abspath(os.path.expanduser(self.pid_file_override))
         return '' if self.values.get('pid_file') == '-' else self.values.get('pid_file', '')
 
     def ip_subservers(self) -> list[IPSubserver]:
+        """The WSGI, TCP and UDP subservers (those with a listening socket), in conf order."""
         return [sub for sub in self.subservers if isinstance(sub, IPSubserver)]
 
     # -- start-up steps -----------------------------------------------------------
@@ -223,9 +225,23 @@ class Server:
         return message['layout'], message['warnings']
 
     def drop_privileges(self) -> None:
+        """Switch to ``[brim]`` ``user`` and ``group`` and set ``umask``
+        (:func:`brim.service.droppriv`).
+
+        Raises:
+            StartupError: if the user or group does not exist or the switch is not permitted.
+        """
         droppriv(self.values.get('user'), self.values.get('group'), self.values['umask'])
 
     def setup_main_logger(self, console: bool) -> logging.Logger:
+        """Configure and return the main process's logger (``brim.main``).
+
+        Args:
+            console: True in the foreground (stderr when syslog is unreachable).
+
+        Raises:
+            StartupError: if ``log_file`` cannot be opened.
+        """
         values = self.values
         try:
             self.logger = get_logger('main', values['log_name'], values['log_level'], values['log_facility'],
@@ -237,10 +253,16 @@ class Server:
     # -- commands -----------------------------------------------------------------
 
     def say(self, text: str) -> None:
+        """Print one line of command output to :attr:`stdout` and flush it."""
         print(text, file=self.stdout)
         self.stdout.flush()
 
     def check_pid_file_writable(self) -> None:
+        """Make sure the pid file can be written (creating it if missing), before starting.
+
+        Raises:
+            StartupError: naming the pid file and why it cannot be written.
+        """
         path = self.pid_file
         if not path:
             return
@@ -264,6 +286,17 @@ class Server:
         return self.daemonize(layout, warnings)
 
     def daemonize(self, layout: list, warnings: list[str]) -> int:
+        """Fork the main process into the background (a new session) and run
+        :meth:`run_main` there; wait for it to say it serves.
+
+        Args:
+            layout: The stats layout (:meth:`~brim.stats.StatsLayout.to_json` data) from :meth:`probe`.
+            warnings: Lines for the main process to log as warnings.
+
+        Returns:
+            0 once every worker serves; 1, with the error on stderr, if the
+            server could not start.
+        """
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid:
@@ -347,11 +380,18 @@ class Server:
             logger.info('main process (pid %d) exiting', my_pid)
 
     def on_main_stop(self, signum: int) -> None:
+        """On HUP, close the main process's listening sockets at once (graceful shutdown releases the ports)."""
         if signum == signal.SIGHUP:
             for sub in self.ip_subservers():
                 sub.close_sockets()
 
     def run_supervisor(self, index: int) -> int:
+        """Run the supervisor of ``subservers[index]`` (in its own process):
+        :func:`brim.service.sustain_workers` over its workers or daemons, until HUP or TERM.
+
+        Returns:
+            0, the process's exit status.
+        """
         for fd in self.main_only_fds:
             try:
                 os.close(fd)
@@ -400,6 +440,13 @@ class Server:
         return 0
 
     def run_worker(self, sub: Subserver, index: int) -> int:
+        """Run worker (or daemon) ``index`` of ``sub`` in this process: load the
+        apps, then serve (:func:`~brim.server.subserver.run_green`) or run the daemon until stopped.
+
+        Returns:
+            The exit status: 0, a daemon's own status, or
+            :data:`~brim.service.EXIT_BOOT_FAILED` if it cannot start.
+        """
         signal.signal(signal.SIGUSR1, lambda signum, frame: reopen_log_files())
         assert self.stats is not None
         bucket = sub.bucket_names()[index]
@@ -489,6 +536,14 @@ class Server:
             self.say('%d is not running (stale pid file %s: that pid is another program now)' % (pid, self.pid_file))
 
     def cmd_stop(self) -> int:
+        """``stop``: SIGTERM the running server and wait for it to exit.
+
+        Returns:
+            0, also when it was not running (which it says).
+
+        Raises:
+            StartupError: if it has not exited within :data:`PID_WAIT_TIME` seconds.
+        """
         self.load_conf()
         pid, exited = self._signal_and_wait(signal.SIGTERM)
         if not exited or pid is None:
@@ -498,6 +553,15 @@ class Server:
         return 0
 
     def cmd_shutdown(self) -> int:
+        """``shutdown``: SIGHUP the running server, wait for it to exit and for its ports to be free.
+
+        Returns:
+            0, also when it was not running (which it says).
+
+        Raises:
+            StartupError: if it has not exited within :data:`PID_WAIT_TIME` seconds,
+                or a port is still in use after :data:`PORT_WAIT_TIME` seconds.
+        """
         self.load_conf()
         pid, exited = self._signal_and_wait(signal.SIGHUP)
         if not exited or pid is None:

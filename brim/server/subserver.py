@@ -109,9 +109,11 @@ class Subserver:
         return [('pid', per_bucket), ('restart_count', 'sum'), ('last_exit', per_bucket), ('backoff', per_bucket)]
 
     def bucket_names(self) -> list[str]:
+        """The stats bucket of each worker: ``'0'``, ``'1'``, ... (as many as :meth:`worker_count`)."""
         return [str(i) for i in range(self.worker_count())]
 
     def worker_count(self) -> int:
+        """How many worker processes this subserver runs (1 here)."""
         return 1
 
     def bind(self, inherited: Optional[list] = None) -> None:
@@ -151,6 +153,19 @@ class Subserver:
         return [(bucket, list(stats)) for bucket in self.bucket_names()]
 
     def setup_logger(self, console: bool) -> logging.Logger:
+        """Configure and return this subserver's logger (``brim.<name>``).
+
+        Args:
+            console: True in the foreground: log to stderr when no ``log_file``
+                is set and syslog is not reachable.
+
+        Returns:
+            :attr:`logger`, now configured from the section's ``log_name``,
+            ``log_level`` and ``log_facility`` and ``[brim] log_file``.
+
+        Raises:
+            OSError: if ``log_file`` cannot be opened.
+        """
         values = self.values
         self.logger = get_logger(self.name, values['log_name'], values['log_level'], values['log_facility'],
                                  console, self.server.values['log_file'])
@@ -191,6 +206,7 @@ class IPSubserver(Subserver):
         self.ssl_context: Optional[ssl.SSLContext] = None
 
     def worker_count(self) -> int:
+        """The ``workers`` option: how many worker processes share the listening socket."""
         return self.values['workers']
 
     def unit_stat(self) -> str:
@@ -537,6 +553,7 @@ class Runner:
     """
 
     def serve(self) -> None:
+        """Serve until stopped; returns once in-flight work has finished (runs in its own green thread)."""
         raise NotImplementedError
 
     eventlet: Any = None
@@ -615,15 +632,33 @@ class HandlerRunner(Runner):
         self.serving = True
 
     def new_handler(self) -> Any:
+        """A new instance of the handler class: ``cls(section, parsed_conf)``."""
         return self.loaded.cls(self.loaded.section, self.loaded.parsed_conf)
 
     def receive(self) -> tuple:
+        """Block until the next unit arrives.
+
+        Returns:
+            The arguments for :meth:`handle_unit` after the handler.
+
+        Raises:
+            StopServing: thrown in by a graceful stop.
+            OSError: a failed accept or receive (logged, and the loop goes on).
+        """
         raise NotImplementedError
 
     def handle_unit(self, handler: Any, *unit: Any) -> None:
+        """Serve one unit with ``handler`` (in its own green thread).
+
+        Exceptions propagate: the runner logs them and replaces the handler.
+        """
         raise NotImplementedError
 
     def serve(self) -> None:
+        """Receive units and hand each to :meth:`handle_unit` in a green thread
+        of the pool (counting ``count`` per unit) until stopped; then wait for
+        those in progress.
+        """
         self.thread = self.eventlet.getcurrent()
         try:
             while self.serving:

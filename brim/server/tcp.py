@@ -29,6 +29,10 @@ from brim.stats import BucketStats
 
 
 class TCPRunner(HandlerRunner):
+    """Accepts connections (balanced over the workers) and runs the handler
+    on each, under TLS when the subserver has ``certfile``; see the module
+    docstring.
+    """
     count = 'connection_count'
 
     def __init__(self, sub: 'TCPSubserver', stats: BucketStats) -> None:
@@ -38,6 +42,11 @@ class TCPRunner(HandlerRunner):
         self.balancer = sub.balancer(self.eventlet, self.sock, stats, lambda: self.open)
 
     def receive(self) -> tuple:
+        """Accept the next connection.
+
+        Returns:
+            ``(conn, (ip, port))``: the green socket and the client's address.
+        """
         conn, address = self.balancer.accept()
         self.open += 1
         self.balancer.publish()
@@ -48,6 +57,9 @@ class TCPRunner(HandlerRunner):
             self.balancer.stop()
 
     def handle_unit(self, handler: Any, conn: Any, address: tuple) -> None:
+        """Set ``client_timeout`` on ``conn``, do the TLS handshake if any, run
+        ``handler(subserver, stats, sock, ip, port)``, and close the connection.
+        """
         try:
             conn.settimeout(self.timeout)
             if self.sub.ssl_context is not None:

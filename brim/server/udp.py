@@ -118,6 +118,7 @@ class UDPRunner(HandlerRunner):
         self.parked = False
 
     def handle_unit(self, handler: Any, datagram: bytes, address: tuple) -> None:
+        """Run ``handler(subserver, stats, sock, datagram, ip, port)`` on one datagram."""
         handler(self.sub, self.stats, self.sock, datagram, address[0], address[1])
 
     def serve(self) -> None:
