@@ -50,10 +50,16 @@ LOG_LEVELS = ('CRITICAL', 'ERROR', 'WARNING', 'NOTICE', 'INFO', 'DEBUG')
 # ValueError whose text says what was expected.
 
 def to_str(value: str) -> str:
+    """The value with surrounding whitespace removed; never raises."""
     return value.strip()
 
 
 def to_int(value: str) -> int:
+    """A decimal integer (any sign).
+
+    Raises:
+        ValueError: ``not an integer``.
+    """
     try:
         return int(value.strip())
     except ValueError:
@@ -75,6 +81,11 @@ to_nonnegative_int = _int_at_least(0)
 
 
 def to_port(value: str) -> int:
+    """A TCP or UDP port number, 0 to 65535 (0: any free port).
+
+    Raises:
+        ValueError: if not an integer in that range.
+    """
     number = to_int(value)
     if not 0 <= number <= 65535:
         raise ValueError('not a port number (0-65535)')
@@ -82,6 +93,11 @@ def to_port(value: str) -> int:
 
 
 def to_seconds(value: str) -> float:
+    """A finite number of seconds, 0 or more (fractions allowed).
+
+    Raises:
+        ValueError: if not a number, negative, NaN or infinite.
+    """
     try:
         number = float(value.strip())
     except ValueError:
@@ -95,6 +111,11 @@ def to_seconds(value: str) -> float:
 
 
 def to_bool(value: str) -> bool:
+    """A boolean: :data:`~brim.conf.TRUE_VALUES` or :data:`~brim.conf.FALSE_VALUES`, any case.
+
+    Raises:
+        ValueError: for any other word.
+    """
     from brim.conf import FALSE_VALUES, TRUE_VALUES
     lowered = value.strip().lower()
     if lowered in TRUE_VALUES:
@@ -105,6 +126,11 @@ def to_bool(value: str) -> bool:
 
 
 def to_umask(value: str) -> int:
+    """An octal umask such as ``0022``, 0 to 0o777.
+
+    Raises:
+        ValueError: if not octal or out of that range.
+    """
     try:
         mask = int(value.strip(), 8)
     except ValueError:
@@ -115,16 +141,36 @@ def to_umask(value: str) -> int:
 
 
 def to_tls_version(value: str) -> str:
+    """The lowest TLS version to accept: ``'1.2'`` or ``'1.3'``.
+
+    Raises:
+        ValueError: for anything else.
+    """
     lowered = value.strip()
     if lowered not in ('1.2', '1.3'):
         raise ValueError('not a TLS version brimd accepts (1.2 or 1.3)')
     return lowered
 
 
+def _launch_dir() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # started from a directory since removed
+        return '/'
+
+
+#: The directory brimd was started from, read when this module is first
+#: imported (before brimd changes directory to ``/``, and inherited by every
+#: process it forks): relative paths in the conf are relative to it.
+LAUNCH_DIR = _launch_dir()
+
+
 def to_path(value: str) -> str:
-    """Expand ``~`` and make absolute (brimd changes directory to ``/``)."""
+    """Expand ``~`` and make absolute, relative to :data:`LAUNCH_DIR` (the
+    directory brimd was started from, in every process: workers and the
+    app probe run in ``/``); never raises."""
     value = value.strip()
-    return os.path.abspath(os.path.expanduser(value)) if value else ''
+    return os.path.normpath(os.path.join(LAUNCH_DIR, os.path.expanduser(value))) if value else ''
 
 
 def to_optional_path(value: str) -> str:
@@ -134,10 +180,16 @@ def to_optional_path(value: str) -> str:
 
 
 def to_words(value: str) -> list[str]:
+    """Whitespace-separated words, as a list (empty for an empty value); never raises."""
     return value.split()
 
 
 def to_status_codes(value: str) -> list[int]:
+    """Whitespace-separated HTTP status codes, each 100 to 599.
+
+    Raises:
+        ValueError: naming the first word that is not such a code.
+    """
     codes = []
     for word in value.split():
         if not (word.isdigit() and 100 <= int(word) <= 599):
@@ -147,6 +199,11 @@ def to_status_codes(value: str) -> list[int]:
 
 
 def to_log_level(value: str) -> str:
+    """A level name of :data:`LOG_LEVELS`, any case; returned upper case.
+
+    Raises:
+        ValueError: for any other name.
+    """
     level = value.strip().upper()
     if level not in LOG_LEVELS:
         raise ValueError('not one of %s' % ' '.join(LOG_LEVELS))
@@ -154,6 +211,14 @@ def to_log_level(value: str) -> str:
 
 
 def to_log_facility(value: str) -> str:
+    """A syslog facility name such as ``LOCAL0`` or ``LOG_DAEMON``, any case.
+
+    Returns:
+        The name upper case, without the ``LOG_`` prefix (``'DAEMON'``).
+
+    Raises:
+        ValueError: if syslog has no such facility.
+    """
     facility = value.strip().upper()
     if facility.startswith('LOG_'):
         facility = facility[4:]
@@ -217,6 +282,15 @@ def to_group(value: str) -> Optional[str]:
 
 
 def to_hub(value: str) -> str:
+    """An Eventlet hub name (``epolls``, ``poll``, ``selects``, ``kqueue``, or a dotted module).
+
+    Returns:
+        The name, or ``''`` for ``default`` or empty (Eventlet picks).
+        Whether the hub exists is checked when it is used, not here.
+
+    Raises:
+        ValueError: if the value is not shaped like a name.
+    """
     value = value.strip()
     if value in ('', 'default'):
         return ''
@@ -267,6 +341,7 @@ class Option:
     section_only: bool = False
 
     def default_value(self) -> Any:
+        """The typed default: :attr:`default`, called first if it is callable."""
         return self.default() if callable(self.default) else self.default
 
     def parse(self, section: str, raw: str) -> Any:
@@ -310,6 +385,8 @@ _STREAM = (WSGI, TCP)
 _ALL = tuple(ALL_SUBSERVERS)
 
 #: Every option brimd itself reads, in the order the sample documents them.
+#:
+#: :meta hide-value:
 OPTIONS: tuple[Option, ...] = (
     _o('additional_confs', _G, to_str, '',
        'More conf files to read after this one (shell-style quoting, ~ expanded); '
@@ -451,6 +528,8 @@ OPTIONS: tuple[Option, ...] = (
 
 BY_NAME = {option.name: option for option in OPTIONS}
 #: ``call`` in an app section (one named by apps = or daemons =).
+#:
+#: :meta hide-value:
 APP_CALL = Option('call', frozenset(), to_dotted, None, 'The app class, package.module.Class.')
 
 
@@ -630,7 +709,9 @@ SAMPLE_HEADER = """\
 #   python -m brim.options > brimd.conf-sample
 """
 
-#: The sample's sections: (section, settings written active, app class or None).
+#: The sample's sections, each (section, settings written active, app class or None).
+#:
+#: :meta hide-value:
 SAMPLE_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...], Optional[str]], ...] = (
     (GLOBAL, (('ip', '127.0.0.1'), ('pid_file', '~/.brimd-sample.pid')), None),
     (WSGI, (('port', '8080'), ('workers', '2'), ('apps', 'echo stats')), None),
@@ -649,6 +730,8 @@ SAMPLE_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...], Optional[str]], .
 
 #: Sample sections written commented out (they need files of the operator's),
 #: with the lines that introduce them.
+#:
+#: :meta hide-value:
 SAMPLE_COMMENTED = {
     'auth': ('Password-protected files: create the auth file and the directory, uncomment',
              '[auth] and [files], and set [wsgi] apps = auth files echo stats'),

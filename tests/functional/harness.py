@@ -177,6 +177,7 @@ class Brimd:
         self.started_groups: set[int] = set()
         self.popens: list[subprocess.Popen] = []
         self.env = dict(os.environ)
+        self.cwd: Optional[Path] = None  # where brimd commands run (None: the tests' own)
         self.env['PYTHONPATH'] = os.pathsep.join([str(tmp_path), str(REPO)] + (
             [os.environ['PYTHONPATH']] if os.environ.get('PYTHONPATH') else []))
 
@@ -204,7 +205,7 @@ class Brimd:
 
     def run(self, *command: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         result = subprocess.run(self.args(*command), capture_output=True, text=True, timeout=timeout,
-                                env=self.env, stdin=subprocess.DEVNULL)
+                                env=self.env, stdin=subprocess.DEVNULL, cwd=self.cwd)
         pid = self.pid()
         if pid:
             self.started_groups.add(pid)

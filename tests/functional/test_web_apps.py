@@ -274,3 +274,18 @@ def test_other_methods_after_auth(brimd, method):
     assert http_request(port, method, '/files/page.txt', body=b'x')[0] == 401
     status, headers, _ = http_request(port, method, '/files/page.txt', body=b'x', headers=ALICE)
     assert status == 405 and headers['allow'] == 'GET, HEAD'
+
+
+def test_relative_paths_in_app_sections_are_from_where_brimd_started(brimd):
+    """Workers run in ``/``; a relative path in an app's section still means
+    the directory ``brimd start`` ran in, as ``pid_file`` and ``log_file`` do."""
+    (brimd.dir / 'site').mkdir()
+    (brimd.dir / 'site' / 'hello.txt').write_text('hello from a relative path\n')
+    port = free_port()
+    brimd.write_conf('[brim]\npid_file = brimd.pid\nlog_file = brimd.log\n[wsgi]\nport = %d\napps = files\n'
+                     '[files]\ncall = brim.wsgi_fs.WSGIFS\nserve_path = site\n' % port)
+    brimd.cwd = brimd.dir
+    brimd.start()
+    wait_until(lambda: port_accepts(port), what='port')
+    status, _, body = http_request(port, path='/hello.txt')
+    assert (status, body) == (200, b'hello from a relative path\n')
