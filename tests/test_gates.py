@@ -18,12 +18,12 @@ def _run(module: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_ruff():
     pytest.importorskip('ruff')
-    result = _run('ruff', 'check', 'brim', 'tests', 'bin', 'bench')
+    result = _run('ruff', 'check', 'brim', 'tests', 'bin', 'bench', 'examples', 'docs')
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_mypy(tmp_path):
     pytest.importorskip('mypy')
     # A fresh cache: a stale one once hid an error that a clean clone showed.
-    result = _run('mypy', '--cache-dir', str(tmp_path / 'mypy-cache'), 'brim')
+    result = _run('mypy', '--cache-dir', str(tmp_path / 'mypy-cache'), 'brim', 'examples')
     assert result.returncode == 0, result.stdout + result.stderr
