@@ -150,10 +150,14 @@ def test_converter_bad_values(converter, raw, message):
 def test_path_converters_expand_and_make_absolute(tmp_path, monkeypatch, converter):
     home = tmp_path / 'home'
     monkeypatch.setenv('HOME', str(home))
-    monkeypatch.chdir(tmp_path)
+    # Relative to where brimd started (read at import), not to the current
+    # directory, which is / in workers.
+    monkeypatch.setattr(options, 'LAUNCH_DIR', str(tmp_path))
+    monkeypatch.chdir('/')
     convert = getattr(options, converter)
     assert convert('~/x.pid') == str(home / 'x.pid')
     assert convert(' rel/y ') == str(tmp_path / 'rel' / 'y')
+    assert convert('/abs/../z') == '/z'
 
 
 def test_int_at_least_converters_are_named():
