@@ -20,9 +20,8 @@ A handler that raises is logged and replaced by a new instance for later
 datagrams (the original brim's contract), either way.
 
 The inline loop does per datagram only what a bare ``recvfrom``/``sendto``
-loop does, plus counting ``datagram_count`` (added to the worker's stats
-once per burst: during a flood ``/stats`` may trail by up to :data:`BURST`
-datagrams, and is exact whenever the loop waits) and calling the handler: it
+loop does, plus counting ``datagram_count`` (before the handler runs, so
+``/stats`` shows a datagram once its reply is out) and calling the handler: it
 reads the raw non-blocking socket until it would block, waits in the hub
 only then, and yields to the hub after every :data:`BURST` datagrams read
 without waiting, so that under a flood the worker's heartbeat (the
@@ -144,58 +143,49 @@ class UDPRunner(HandlerRunner):
         raw = self.sock.fd
         recvfrom, fileno, size = raw.recvfrom, raw.fileno(), self.size
         sub, stats, sock = self.sub, self.stats, self.sock
-        add, count, counted = stats.add, self.count, 0
+        incr, count = stats.incr, self.count
         spawn_n = self.pool.spawn_n if self.blocks else None
         handle = self._handle
         handler = self.handler
         burst, burst_max = 0, BURST
-        try:
-            while self.serving:
+        while self.serving:
+            try:
+                datagram, address = recvfrom(size)
+            except BlockingIOError:
+                burst = 0
+                self.parked = True
                 try:
-                    datagram, address = recvfrom(size)
-                except BlockingIOError:
-                    burst = 0
-                    if counted:
-                        add(count, counted)
-                        counted = 0
-                    self.parked = True
-                    try:
-                        trampoline(fileno, read=True)
-                    finally:
-                        self.parked = False
-                    continue
-                except OSError as err:
-                    if not self.serving:
-                        break
-                    sub.logger.warning('recvfrom failed: %s', err)
-                    self.parked = True
-                    try:
-                        sleep(0.01)
-                    finally:
-                        self.parked = False
-                    continue
-                counted += 1
-                if spawn_n is not None:
-                    spawn_n(handle, (datagram, address))
-                else:
-                    try:
-                        handler(sub, stats, sock, datagram, address[0], address[1])
-                    except Exception:
-                        self._replace(handler)
-                        handler = self.handler
-                burst += 1
-                if burst >= burst_max:
-                    burst = 0
-                    add(count, counted)
-                    counted = 0
-                    self.parked = True
-                    try:
-                        sleep(0)
-                    finally:
-                        self.parked = False
-        finally:
-            if counted:
-                add(count, counted)  # counted per burst, and whenever the loop ends
+                    trampoline(fileno, read=True)
+                finally:
+                    self.parked = False
+                continue
+            except OSError as err:
+                if not self.serving:
+                    break
+                sub.logger.warning('recvfrom failed: %s', err)
+                self.parked = True
+                try:
+                    sleep(0.01)
+                finally:
+                    self.parked = False
+                continue
+            incr(count)  # before the handler: once its reply is out, /stats shows the datagram
+            if spawn_n is not None:
+                spawn_n(handle, (datagram, address))
+            else:
+                try:
+                    handler(sub, stats, sock, datagram, address[0], address[1])
+                except Exception:
+                    self._replace(handler)
+                    handler = self.handler
+            burst += 1
+            if burst >= burst_max:
+                burst = 0
+                self.parked = True
+                try:
+                    sleep(0)
+                finally:
+                    self.parked = False
 
     def _replace(self, handler: Any) -> None:
         """Log the exception being handled (raised by ``handler``) and make
