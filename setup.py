@@ -31,7 +31,7 @@ setup(
     extras_require={
         'proctitle': ['setproctitle'],
         'test': ['pytest>=7', 'pytest-timeout>=2', 'trustme>=1.0', 'setproctitle', 'ruff', 'mypy', 'hypothesis>=6',
-                 'sphinx>=7', 'myst-parser>=2'],
+                 'sphinx>=7', 'myst-parser>=2', 'flask>=2.2', 'django>=4.2', 'prometheus_client>=0.17'],
     },
     entry_points={'console_scripts': ['brimd = brim.server.cli:main']},
     classifiers=[

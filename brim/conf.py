@@ -20,19 +20,41 @@ If a file read has ``[brim] additional_confs = a "b c.conf" ~/d.conf`` (shell
 quoting, ``~`` expanded), those files are read too, after it, so their values
 win.
 
-Invariants: values are stored as the ``str`` found in the file (no
-interpolation: ``%`` is literal); a ``get_*`` method never raises for a
-missing section or option, it returns the default.
+Environment variables: every value, in every section, may name them, and
+they are expanded when the conf is read (:func:`expand_env`), so every
+``get_*`` method sees the expanded value (12-factor style)::
+
+    [wsgi]
+    port = ${PORT:-8080}
+    log_level = ${LOG_LEVEL:-INFO}
+
+``${NAME}`` is the variable's value (``NAME``: a letter or ``_``, then
+letters, digits or ``_``); ``${NAME:-default}`` is ``default`` (literal text,
+up to the first ``}``) when ``NAME`` is unset or empty, as in POSIX sh;
+``$$`` is a literal ``$``. Any other ``$`` is kept as it is, so a value such
+as a bcrypt hash (``$2b$12$...``) needs no escaping. A variable that is not
+set and has no default, or a ``${`` that is not one of those forms, is a conf
+error naming the section, option, value and variable. ``additional_confs`` is
+expanded too, before its shell-style split (quote it if a variable may hold
+spaces).
+
+Invariants: values are stored as the ``str`` found in the file with the
+environment variables expanded and nothing else (no interpolation: ``%`` is
+literal); a ``get_*`` method never raises for a missing section or option, it
+returns the default.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
+import re
 import shlex
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, TypeVar, Union
+
+from brim.errors import ConfError
 
 #: Lower-case strings that :meth:`Conf.get_bool` reads as True.
 TRUE_VALUES = ['1', 'on', 't', 'true', 'y', 'yes']
@@ -45,6 +67,65 @@ T = TypeVar('T')
 
 def _one_line(text: str) -> str:
     return ' '.join(str(text).split())
+
+
+_ENV_NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*\Z')
+
+
+def expand_env(value: str, environ: Optional[Mapping[str, str]] = None) -> str:
+    """Return ``value`` with its environment variables expanded.
+
+    ``${NAME}`` becomes the value of ``NAME``; ``${NAME:-default}`` becomes
+    ``default`` (literal, no further expansion) when ``NAME`` is unset or
+    empty; ``$$`` becomes ``$``; any other ``$`` is kept as it is.
+
+    Args:
+        value: The text to expand.
+        environ: The variables to use; :data:`os.environ` when not given.
+
+    Returns:
+        The expanded text (``value`` itself when it has no ``$``).
+
+    Raises:
+        ValueError: with a one-line reason naming the variable, for a
+            variable that is not set and has no default, or a ``${`` with no
+            closing ``}`` or no valid name.
+    """
+    if '$' not in value:
+        return value
+    env = os.environ if environ is None else environ
+    out = []
+    pos = 0
+    while True:
+        dollar = value.find('$', pos)
+        if dollar < 0:
+            out.append(value[pos:])
+            return ''.join(out)
+        out.append(value[pos:dollar])
+        following = value[dollar + 1:dollar + 2]
+        if following == '$':
+            out.append('$')
+            pos = dollar + 2
+        elif following == '{':
+            end = value.find('}', dollar + 2)
+            if end < 0:
+                raise ValueError("'${' without a closing '}' (write $$ for a literal $)")
+            body = value[dollar + 2:end]
+            name, has_default, default = body.partition(':-')
+            if not _ENV_NAME.match(name):
+                raise ValueError('%r is not ${NAME} or ${NAME:-default} (NAME: a letter or _, then letters, '
+                                 'digits or _; write $$ for a literal $)' % ('${%s}' % body))
+            found = env.get(name)
+            if found:
+                out.append(found)
+            elif has_default:
+                out.append(default)
+            elif found is None:
+                raise ValueError('environment variable %s is not set (give a default: ${%s:-value})' % (name, name))
+            pos = end + 1
+        else:
+            out.append('$')
+            pos = dollar + 1
 
 
 def section_label(section: Sections) -> str:
@@ -85,7 +166,7 @@ class Conf:
         Args:
             section: The section name, or the iterable of them that was given.
             option: The option name.
-            value: The raw value found.
+            value: The value found (its environment variables expanded).
             conversion_type: ``'boolean'``, ``'int'``, ``'float'`` or ``'path'``.
             err: The exception the conversion raised, if any.
 
@@ -173,7 +254,11 @@ def _parse_files(conf_files: Iterable[str]) -> tuple[configparser.ConfigParser, 
         # by an earlier file must not be re-resolved relative to this one.
         own = configparser.ConfigParser(interpolation=None)
         own.read_string(text, source=name)
-        extra = own.get('brim', 'additional_confs', fallback='')
+        raw_extra = own.get('brim', 'additional_confs', fallback='')
+        try:
+            extra = expand_env(raw_extra)
+        except ValueError as err:
+            raise ConfError('brim', 'additional_confs', raw_extra, str(err)) from None
         if extra:
             try:
                 names = shlex.split(extra)
@@ -193,34 +278,53 @@ def _parse_files(conf_files: Iterable[str]) -> tuple[configparser.ConfigParser, 
     return parser, files
 
 
+def _expand_store(parser: configparser.ConfigParser) -> dict[str, dict[str, str]]:
+    store: dict[str, dict[str, str]] = {}
+    for section in parser.sections():
+        values = store[section] = {}
+        for option, raw in parser.items(section):
+            try:
+                values[option] = expand_env(raw)
+            except ValueError as err:
+                raise ConfError(section, option, raw, str(err)) from None
+    return store
+
+
 def read_conf(conf_files: Union[str, Iterable[str]], exit_on_read_exception: bool = True) -> Conf:
     """Read INI files into a new :class:`Conf`.
 
     Files that don't exist or can't be read are skipped; ``Conf.files``
     lists those read. ``[brim] additional_confs`` names further files, read
     right after the file naming them (relative names are relative to it);
-    each file is read once.
+    each file is read once. Once every file is read, the environment
+    variables in every value are expanded (:func:`expand_env`); a file's
+    ``additional_confs`` is expanded as it is read, before it is split.
 
     Args:
         conf_files: A file name or an iterable of them, read in order; later
             values win.
-        exit_on_read_exception: On a syntax error, exit with one line naming
-            the file (default), or raise it when False.
+        exit_on_read_exception: On a syntax error or a value that cannot be
+            expanded, exit with one line naming the file, or the section,
+            option and value (default); raise it when False.
 
     Returns:
         A new :class:`Conf`.
 
     Raises:
         configparser.Error: on a syntax error, when exit_on_read_exception is False.
-        SystemExit: on a syntax error, by default.
+        brim.errors.ConfError: on an environment variable that is not set and
+            has no default, or a malformed ``${``, naming the section, option
+            and value as found in the file, when exit_on_read_exception is
+            False.
+        SystemExit: on either, by default.
     """
     if isinstance(conf_files, str):
         conf_files = [conf_files]
     try:
         parser, files = _parse_files(conf_files)
-    except configparser.Error as err:
+        store = _expand_store(parser)
+    except (configparser.Error, ConfError) as err:
         if not exit_on_read_exception:
             raise
         sys.exit('Could not read conf: %s' % _one_line(str(err)))
-    store = {section: dict(parser.items(section)) for section in parser.sections()}
     return Conf(store, files)

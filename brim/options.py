@@ -705,6 +705,11 @@ SAMPLE_HEADER = """\
 # [wsgi2], [wsgi#admin], [tcp], [udp], [daemons] ...) may also be set in [brim]
 # as the default for every subserver.
 #
+# Values may name environment variables, expanded when the conf is read:
+# ${NAME}, or ${NAME:-default} used when NAME is unset or empty, as in
+# port = ${PORT:-8080}. $$ is a literal $; any other $ stays as it is. A
+# variable that is not set and has no default is a conf error.
+#
 # This file is generated from brim/options.py and the sample apps' OPTIONS:
 #   python -m brim.options > brimd.conf-sample
 """
@@ -726,6 +731,8 @@ SAMPLE_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...], Optional[str]], .
      'brim.wsgi_basic_auth.WSGIBasicAuth'),
     ('files', (('call', 'brim.wsgi_fs.WSGIFS'), ('path', '/files'), ('serve_path', '/srv/www')),
      'brim.wsgi_fs.WSGIFS'),
+    ('blog', (('call', 'brim.wsgi_app.WSGIApp'), ('app', 'myblog:create_app()'), ('path', '/blog')),
+     'brim.wsgi_app.WSGIApp'),
 )
 
 #: Sample sections written commented out (they need files of the operator's),
@@ -735,6 +742,8 @@ SAMPLE_SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...], Optional[str]], .
 SAMPLE_COMMENTED = {
     'auth': ('Password-protected files: create the auth file and the directory, uncomment',
              '[auth] and [files], and set [wsgi] apps = auth files echo stats'),
+    'blog': ('A Flask, Django or any WSGI application at /blog: put its package on',
+             'PYTHONPATH, name it in app =, uncomment [blog] and add blog to [wsgi] apps'),
 }
 
 

@@ -2,7 +2,8 @@
 
 Every start-up error is one line on stderr and exit status 1; ``-x`` adds
 the traceback. ``status`` follows LSB (0 running, 1 dead with a pid file, 3
-not running).
+not running); so does ``stats`` where it can (0 shown, 3 not running, 1
+when the running server does not answer).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Optional, Sequence
 from brim import __version__
 from brim.errors import BrimError
 
-COMMANDS = ('start', 'stop', 'shutdown', 'restart', 'reload', 'force-reload', 'status', 'no-daemon', 'check')
+COMMANDS = ('start', 'stop', 'shutdown', 'restart', 'reload', 'force-reload', 'status', 'stats', 'no-daemon',
+            'check')
 
 DESCRIPTION = """\
 Deploys WSGI, TCP and UDP servers and background daemons from one INI conf.
@@ -28,6 +30,9 @@ commands:
   restart       check the conf, retire the running server gracefully, start anew
   reload        the same as restart; so is force-reload
   status        say whether it is running (exit 0 running, 1 dead, 3 not running)
+  stats         the running server's live counters as a table, a row per worker
+                and daemon (no /stats app needed); --watch N redraws it every
+                N seconds until Ctrl-C (--count K: K times); exit 3 if not running
   no-daemon     serve in the foreground in one process, no daemons (default)
   check         validate the conf and apps; print what would run
 """
@@ -46,8 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help='keep stdout and stderr open when daemonized (logs go there without syslog)')
     parser.add_argument('-x', '--error-stack-trace', action='store_true',
                         help='show the traceback of start-up errors')
+    parser.add_argument('--watch', type=_positive_float, metavar='N',
+                        help='stats: redraw the table every N seconds until Ctrl-C')
+    parser.add_argument('--count', type=_positive_int, metavar='K',
+                        help='stats --watch: stop after K tables')
     parser.add_argument('-v', '--version', action='version', version='brimd %s' % __version__)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('not a number: %r' % text) from None
+    if not 0 < value < float('inf'):
+        raise argparse.ArgumentTypeError('must be more than 0: %r' % text)
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('not an integer: %r' % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be 1 or more: %r' % text)
+    return value
 
 
 def _absolute_sys_path() -> None:
@@ -59,11 +88,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``brimd``; return the exit status."""
     from brim.server.master import DEFAULT_CONF_FILES, Server
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != 'stats' and (args.watch or args.count):
+        parser.error('--watch and --count are options of the stats command')
+    if args.count and not args.watch:
+        parser.error('--count goes with --watch')
     _absolute_sys_path()
     server = Server(args.conf or DEFAULT_CONF_FILES, args.pid_file, args.output)
     command = {'reload': 'restart', 'force-reload': 'restart'}.get(args.command, args.command)
     try:
+        if command == 'stats':
+            return server.cmd_stats(args.watch, args.count)
         return getattr(server, 'cmd_' + command.replace('-', '_'))()
     except BrimError as err:
         if args.error_stack_trace:

@@ -1,11 +1,14 @@
 """The main process's control socket: how ``restart`` takes over the
-listening sockets, and how ``status`` reads the live stats.
+listening sockets, and how ``status`` and ``stats`` read the live stats
+(the running server's shared memory is inherited by its own processes
+only, so other commands ask its main process).
 
 Address: the abstract Unix socket ``\\0brimd.<main pid>`` (Linux), found
 from the pid file; nothing on disk to clean up. Protocol: the client sends
 one line, ``sockets`` or ``stats``, and reads one JSON document until the
-server closes. For ``sockets`` the listening sockets travel with it as
-``SCM_RIGHTS`` descriptors (:func:`socket.send_fds`), in the order of the
+server closes. For ``stats`` it is :meth:`brim.stats.SharedStats.snapshot`
+(the JSON of SPEC §5). For ``sockets`` the listening sockets travel with it
+as ``SCM_RIGHTS`` descriptors (:func:`socket.send_fds`), in the order of the
 document's entries ``{"section", "family", "type", "address"}``.
 
 Only a peer running as root, as the server's user, or as the user that

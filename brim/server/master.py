@@ -40,7 +40,7 @@ from brim.conf import read_conf
 from brim.errors import BrimError, ConfError, StartupError
 from brim.log import get_logger, reopen_log_files, sysloggable_excinfo
 from brim.options import DAEMONS, ServerConf, resolve
-from brim.server import control, pidfile
+from brim.server import control, pidfile, sdnotify
 from brim.server.daemons import DaemonsSubserver
 from brim.server.subserver import IPSubserver, Subserver, import_eventlet, now, run_green, set_title
 from brim.server.tcp import TCPSubserver
@@ -93,6 +93,9 @@ class Server:
         self.conf: Any = None
         #: Descriptors of the main process that its children close.
         self.main_only_fds: list[int] = []
+        #: systemd's notification socket, if any (:mod:`brim.server.sdnotify`); taken out of the
+        #: environment here, so only this process and the main process it forks notify systemd.
+        self.notifier = sdnotify.Notifier.from_environ(unset=True)
 
     # -- conf -------------------------------------------------------------------
 
@@ -384,6 +387,10 @@ class Server:
         if signum == signal.SIGHUP:
             for sub in self.ip_subservers():
                 sub.close_sockets()
+        # Not the old main process of a restart (the pid file names its successor): systemd follows the new one.
+        replaced = self.pid_file and pidfile.read_pid(self.pid_file) not in (None, os.getpid())
+        if not replaced:
+            self.notifier.notify_stopping('shutting down gracefully' if signum == signal.SIGHUP else 'stopping')
 
     def run_supervisor(self, index: int) -> int:
         """Run the supervisor of ``subservers[index]`` (in its own process):
@@ -610,6 +617,7 @@ class Server:
             return self.daemonize(layout, warnings)
         assert pid is not None
         try:
+            self.notifier.notify_reloading('restarting: taking over the sockets of %d' % pid)
             _, inherited = control.ask(pid, 'sockets')
         except (OSError, ValueError) as err:
             # No control socket (a brimd from before it had one): stop first.
@@ -619,8 +627,13 @@ class Server:
             self.wait_ports_released()
             self.bind_all()
             return self.daemonize(layout, warnings)
-        self.bind_all(inherited)
-        code = self.daemonize(layout, warnings)
+        code = 1
+        try:
+            self.bind_all(inherited)
+            code = self.daemonize(layout, warnings)
+        finally:
+            if code:  # the new server's READY=1 ends the reload; if it failed, this one does
+                self.notifier.send('READY=1', 'STATUS=restart failed; %d serves on' % pid)
         if code:
             self.say('%d serves on' % pid)
             return code
@@ -649,6 +662,71 @@ class Server:
         for line in status_table(snapshot):
             self.say(line)
         return 0
+
+    def cmd_stats(self, watch: Optional[float] = None, count: Optional[int] = None) -> int:
+        """``stats``: print the running server's live stats as a table
+        (:func:`stats_table`), asked of its main process over the control
+        socket, so no ``/stats`` app is needed.
+
+        Args:
+            watch: Print it again every ``watch`` seconds until Ctrl-C: the
+                screen is cleared first when stdout is a terminal, else a
+                blank line separates the tables.
+            count: With ``watch``, stop after ``count`` tables.
+
+        Returns:
+            0 (also on Ctrl-C); 3 (LSB "not running") when no server runs,
+            with one line on stderr; 1 when the server does not answer.
+        """
+        self.load_conf()
+        clear = watch is not None and self.stdout.isatty()
+        shown = 0
+        try:
+            while True:
+                pid = pidfile.read_pid(self.pid_file) if self.pid_file else None
+                if pid is None or not pidfile.is_running(pid):
+                    print('brimd: not running%s' % (' (stale pid file %s)' % self.pid_file if pid else ''),
+                          file=self.stderr)
+                    return 3
+                try:
+                    snapshot, _ = control.ask(pid, 'stats')
+                except (OSError, ValueError) as err:
+                    if self._exiting_or_replaced(pid):
+                        continue  # look again: the pid file names the next server, or none
+                    if isinstance(err, OSError):
+                        reason = 'on its control socket: %s' % err
+                    else:  # closed without a word: a refused user
+                        reason = "(only root and the server's own user are answered)"
+                    print('brimd: %d did not answer %s' % (pid, reason), file=self.stderr)
+                    return 1
+                clock = time.time()
+                started = snapshot.get('start_time', 0)
+                lines = ['brimd %d: started %s, up %s' % (
+                    pid, time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(started)), _age(clock - started))]
+                lines += stats_table(snapshot, clock)
+                if clear:
+                    self.stdout.write('\033[H\033[2J')
+                elif shown:
+                    lines.insert(0, '')
+                self.stdout.write('\n'.join(lines) + '\n')
+                self.stdout.flush()
+                shown += 1
+                if watch is None or (count and shown >= count):
+                    return 0
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            return 0
+
+    def _exiting_or_replaced(self, pid: int, wait: float = 2.0) -> bool:
+        """True if main process ``pid`` exits, or the pid file names another,
+        within ``wait`` seconds (its control socket closes as it exits)."""
+        deadline = time.monotonic() + wait
+        while True:
+            if not pidfile.is_running(pid) or (pidfile.read_pid(self.pid_file) if self.pid_file else None) != pid:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def cmd_check(self) -> int:
         """Validate everything a start would; print what would run."""
@@ -694,6 +772,60 @@ def status_table(snapshot: dict) -> list[str]:
     return ['  '.join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
+#: ``brimd stats`` counter columns: (header, stat); shown when some bucket has the stat.
+STATS_COLUMNS = (('requests', 'request_count'), ('2xx', 'status_2xx_count'), ('4xx', 'status_4xx_count'),
+                 ('5xx', 'status_5xx_count'), ('conns', 'connection_count'), ('open', 'open_connections'),
+                 ('dgrams', 'datagram_count'))
+
+
+def stats_table(snapshot: dict, clock: float) -> list[str]:
+    """Lines of ``brimd stats``: one per worker or daemon of a stats snapshot,
+    then a ``(total)`` row for each subserver with more than one.
+
+    Columns: subserver, worker (index or daemon name), pid (``-`` while none
+    runs), up (time since its ``start_time`` at ``clock``: ``45s``,
+    ``12m03s``, ``5h02m``, ``3d04h``), restarts, then those of
+    :data:`STATS_COLUMNS` that some bucket has: requests, 2xx, 4xx, 5xx
+    (WSGI), conns (TCP), open (connections open now, WSGI and TCP), dgrams
+    (UDP). Numbers are right-aligned; a bucket without a stat shows nothing.
+    """
+    columns = [(header, stat) for header, stat in STATS_COLUMNS if any(
+        isinstance(stats, dict) and stat in stats
+        for entry in snapshot.values() if isinstance(entry, dict) for stats in entry.values())]
+    rows = [['subserver', 'worker', 'pid', 'up', 'restarts'] + [header for header, _ in columns]]
+    for name, entry in snapshot.items():
+        if not isinstance(entry, dict):
+            continue
+        buckets = [stats for stats in entry.values() if isinstance(stats, dict)]
+        for bucket, stats in entry.items():
+            if not isinstance(stats, dict):
+                continue
+            started = stats.get('start_time', 0)
+            rows.append([name, bucket, str(stats.get('pid') or '-'),
+                         _age(clock - started) if started and stats.get('pid', 1) else '-',
+                         str(stats.get('restart_count', 0))] +
+                        [str(stats[stat]) if stat in stats else '' for _, stat in columns])
+        if len(buckets) > 1:
+            rows.append([name, '(total)', '', '', str(sum(stats.get('restart_count', 0) for stats in buckets))] +
+                        [str(sum(stats.get(stat, 0) for stats in buckets)) if any(stat in stats for stats in buckets)
+                         else '' for _, stat in columns])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ['  '.join(cell.ljust(width) if i < 2 else cell.rjust(width)
+                      for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
+
+
+def _age(seconds: float) -> str:
+    """A duration as ``45s``, ``12m03s``, ``5h02m`` or ``3d04h``."""
+    seconds = max(int(seconds), 0)
+    if seconds < 60:
+        return '%ds' % seconds
+    if seconds < 3600:
+        return '%dm%02ds' % divmod(seconds, 60)
+    if seconds < 86400:
+        return '%dh%02dm' % (seconds // 3600, seconds % 3600 // 60)
+    return '%dd%02dh' % (seconds // 86400, seconds % 86400 // 3600)
+
+
 class _Readiness:
     """Tells ``start``/``restart`` (through ``ready_fd``) when the new main
     process is serving: every IP subserver's workers have set their
@@ -730,6 +862,8 @@ class _Readiness:
             except OSError as err:
                 return self.fail(supervisor, '[brim] pid_file = %r: cannot write: %s' % (server.pid_file, err.strerror))
         server.logger.info('serving (pid %d)', self.pid)
+        # Before 'ok': systemd follows this process before the start/restart command exits.
+        server.notifier.notify_ready(self.pid, 'serving: %s' % '; '.join(sub.describe() for sub in server.subservers))
         self.tell('ok')
         supervisor.max_wait = 1.0
 

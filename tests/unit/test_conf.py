@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from brim.conf import FALSE_VALUES, TRUE_VALUES, Conf, read_conf, section_label
+from brim.conf import FALSE_VALUES, TRUE_VALUES, Conf, expand_env, read_conf, section_label
+from brim.errors import ConfError
 
 
 def write(path, text):
@@ -448,3 +449,197 @@ def test_replaced_error_may_raise():
 def test_repr_shows_store_and_files():
     text = repr(Conf({'s': {'o': 'v'}}, ['f.conf']))
     assert text == "Conf({'s': {'o': 'v'}}, files=['f.conf'])"
+
+
+# ---- environment variables in values ----------------------------------------------
+
+ENV_CASES = [
+    # (value in the file, {variable: value, or None for unset}, expected)
+    pytest.param('${BRIM_T_A}', {'BRIM_T_A': '8081'}, '8081', id='set'),
+    pytest.param('${BRIM_T_A:-8080}', {'BRIM_T_A': '8081'}, '8081', id='set-with-default'),
+    pytest.param('${BRIM_T_A:-8080}', {'BRIM_T_A': None}, '8080', id='unset-with-default'),
+    pytest.param('${BRIM_T_A:-8080}', {'BRIM_T_A': ''}, '8080', id='empty-with-default'),
+    pytest.param('[${BRIM_T_A}]', {'BRIM_T_A': ''}, '[]', id='empty-without-default'),
+    pytest.param('${BRIM_T_A:-}', {'BRIM_T_A': None}, '', id='empty-default'),
+    pytest.param('${BRIM_T_A:-a b:c:-d}', {'BRIM_T_A': None}, 'a b:c:-d', id='default-with-spaces-colons'),
+    pytest.param('${BRIM_T_A:-$HOME $$}', {'BRIM_T_A': None}, '$HOME $$', id='default-is-literal'),
+    pytest.param('${BRIM_T_A}', {'BRIM_T_A': '${BRIM_T_B}$$'}, '${BRIM_T_B}$$', id='variable-value-not-expanded'),
+    pytest.param('${_x9}', {'_x9': 'v'}, 'v', id='underscore-and-digits-in-name'),
+    pytest.param('a$$b', {}, 'a$b', id='double-dollar'),
+    pytest.param('$${BRIM_T_A}', {'BRIM_T_A': 'no'}, '${BRIM_T_A}', id='double-dollar-escapes-brace'),
+    pytest.param('$$$${X}', {}, '$${X}', id='four-dollars'),
+    pytest.param('cost $5', {}, 'cost $5', id='lone-dollar'),
+    pytest.param('end$', {}, 'end$', id='dollar-at-end'),
+    pytest.param('$HOME', {'HOME': '/home/x'}, '$HOME', id='bare-name-untouched'),
+    pytest.param('$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW', {},
+                 '$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW', id='bcrypt-hash-untouched'),
+    pytest.param('http://${BRIM_T_A}:${BRIM_T_B:-80}/', {'BRIM_T_A': 'example.com', 'BRIM_T_B': None},
+                 'http://example.com:80/', id='nested-in-text'),
+    pytest.param('http://${BRIM_T_A}:${BRIM_T_B:-80}/', {'BRIM_T_A': 'h', 'BRIM_T_B': '8000'},
+                 'http://h:8000/', id='nested-in-text-both-set'),
+    pytest.param('100% ${BRIM_T_A}', {'BRIM_T_A': '%(x)s'}, '100% %(x)s', id='percent-still-literal'),
+    pytest.param('no dollar', {}, 'no dollar', id='no-dollar'),
+]
+
+
+def _set_env(monkeypatch, env):
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize('raw, env, expected', ENV_CASES)
+def test_read_conf_expands_environment_variables(tmp_path, monkeypatch, raw, env, expected):
+    _set_env(monkeypatch, env)
+    name = write(tmp_path / 'a.conf', '[brim]\nv = %s\n[wsgi]\nv = %s\n[myapp]\nv = %s\n' % (raw, raw, raw))
+    conf = read_conf([name])
+    for section in ('brim', 'wsgi', 'myapp'):
+        assert conf.store[section]['v'] == expected
+        assert conf.get(section, 'v') == expected
+
+
+@pytest.mark.parametrize('raw, env, expected', ENV_CASES)
+def test_expand_env_with_given_environ(raw, env, expected):
+    environ = {name: value for name, value in env.items() if value is not None}
+    assert expand_env(raw, environ) == expected
+
+
+def test_expanded_values_are_what_typed_getters_see(tmp_path, monkeypatch):
+    monkeypatch.setenv('BRIM_T_PORT', '9123')
+    monkeypatch.setenv('BRIM_T_ON', 'yes')
+    monkeypatch.delenv('BRIM_T_HOME', raising=False)
+    monkeypatch.setenv('HOME', str(tmp_path))
+    name = write(tmp_path / 'a.conf', '[s]\nport = ${BRIM_T_PORT}\non = ${BRIM_T_ON}\n'
+                                      'ratio = ${BRIM_T_RATIO:-0.5}\npath = ${BRIM_T_HOME:-~}/x\n')
+    conf = read_conf([name])
+    assert conf.get_int('s', 'port') == 9123
+    assert conf.get_bool('s', 'on') is True
+    assert conf.get_float('s', 'ratio') == 0.5
+    assert conf.get_path('s', 'path') == str(tmp_path / 'x')
+
+
+def test_expanded_value_that_cannot_be_converted_names_expanded_value(tmp_path, monkeypatch):
+    monkeypatch.setenv('BRIM_T_PORT', 'eighty')
+    conf = read_conf([write(tmp_path / 'a.conf', '[s]\nport = ${BRIM_T_PORT}\n')])
+    with pytest.raises(SystemExit) as caught:
+        conf.get_int('s', 'port')
+    assert caught.value.code == "Configuration value [s] port of 'eighty' cannot be converted to int."
+
+
+def test_defaults_section_expanded_in_each_section(tmp_path, monkeypatch):
+    monkeypatch.setenv('BRIM_T_A', 'a')
+    conf = read_conf([write(tmp_path / 'a.conf', '[DEFAULT]\nd = ${BRIM_T_A}\n[s]\n[t]\n')])
+    assert conf.get('s', 'd') == conf.get('t', 'd') == 'a'
+
+
+ENV_ERRORS = [
+    # (value, reason after "[s] o = <value>: ")
+    pytest.param('${BRIM_T_MISSING}',
+                 'environment variable BRIM_T_MISSING is not set (give a default: ${BRIM_T_MISSING:-value})',
+                 id='unset-without-default'),
+    pytest.param('http://${BRIM_T_MISSING}:80/',
+                 'environment variable BRIM_T_MISSING is not set (give a default: ${BRIM_T_MISSING:-value})',
+                 id='unset-in-text'),
+    pytest.param('${BRIM_T_MISSING',
+                 "'${' without a closing '}' (write $$ for a literal $)", id='unclosed'),
+    pytest.param('a ${', "'${' without a closing '}' (write $$ for a literal $)", id='unclosed-at-end'),
+    pytest.param('${}', "'${}' is not ${NAME} or ${NAME:-default} (NAME: a letter or _, then letters, "
+                 'digits or _; write $$ for a literal $)', id='empty-name'),
+    pytest.param('${1X}', "'${1X}' is not ${NAME} or ${NAME:-default} (NAME: a letter or _, then letters, "
+                 'digits or _; write $$ for a literal $)', id='name-starts-with-digit'),
+    pytest.param('${A-B}', "'${A-B}' is not ${NAME} or ${NAME:-default} (NAME: a letter or _, then letters, "
+                 'digits or _; write $$ for a literal $)', id='dash-without-colon'),
+    pytest.param('${A:b}', "'${A:b}' is not ${NAME} or ${NAME:-default} (NAME: a letter or _, then letters, "
+                 'digits or _; write $$ for a literal $)', id='colon-without-dash'),
+    pytest.param('${ A }', "'${ A }' is not ${NAME} or ${NAME:-default} (NAME: a letter or _, then letters, "
+                 'digits or _; write $$ for a literal $)', id='spaces-in-name'),
+]
+
+
+@pytest.mark.parametrize('raw, reason', ENV_ERRORS)
+def test_read_conf_bad_expansion_raises_conf_error_when_asked(tmp_path, monkeypatch, raw, reason):
+    monkeypatch.delenv('BRIM_T_MISSING', raising=False)
+    name = write(tmp_path / 'a.conf', '[s]\nfine = 1\no = %s\n' % raw)
+    with pytest.raises(ConfError) as caught:
+        read_conf([name], exit_on_read_exception=False)
+    assert (caught.value.section, caught.value.option, caught.value.value) == ('s', 'o', raw)
+    assert str(caught.value) == '[s] o = %r: %s' % (raw, reason)
+    assert '\n' not in str(caught.value)
+
+
+@pytest.mark.parametrize('raw, reason', ENV_ERRORS)
+def test_read_conf_bad_expansion_exits_with_one_line(tmp_path, monkeypatch, raw, reason):
+    monkeypatch.delenv('BRIM_T_MISSING', raising=False)
+    name = write(tmp_path / 'a.conf', '[s]\no = %s\n' % raw)
+    with pytest.raises(SystemExit) as caught:
+        read_conf([name])
+    assert caught.value.code == 'Could not read conf: [s] o = %r: %s' % (raw, reason)
+
+
+@pytest.mark.parametrize('raw, reason', ENV_ERRORS)
+def test_expand_env_bad_value_raises_value_error(raw, reason):
+    with pytest.raises(ValueError) as caught:
+        expand_env(raw, {})
+    assert str(caught.value) == reason
+
+
+def test_expand_env_defaults_to_os_environ(monkeypatch):
+    monkeypatch.setenv('BRIM_T_A', 'from-os')
+    assert expand_env('${BRIM_T_A}') == 'from-os'
+
+
+def test_expand_env_error_in_multiline_value_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv('BRIM_T_MISSING', raising=False)
+    name = write(tmp_path / 'a.conf', '[s]\no = first\n  ${BRIM_T_MISSING}\n')
+    with pytest.raises(ConfError) as caught:
+        read_conf([name], exit_on_read_exception=False)
+    assert '\n' not in str(caught.value)
+    assert "[s] o = 'first\\n${BRIM_T_MISSING}': environment variable BRIM_T_MISSING" in str(caught.value)
+
+
+@pytest.mark.parametrize('spelling, env', [
+    pytest.param('${BRIM_T_DIR}/b.conf', {'BRIM_T_DIR': 'DIR'}, id='variable'),
+    pytest.param('${BRIM_T_DIR:-sub}/b.conf', {'BRIM_T_DIR': None}, id='relative-default'),
+    pytest.param('"${BRIM_T_DIR}/b.conf"', {'BRIM_T_DIR': 'DIR'}, id='quoted'),
+    pytest.param('${BRIM_T_REL}', {'BRIM_T_REL': 'sub/b.conf'}, id='relative-from-variable'),
+])
+def test_additional_confs_expanded_before_split(tmp_path, monkeypatch, spelling, env):
+    env = {name: (str(tmp_path / 'sub') if value == 'DIR' else value) for name, value in env.items()}
+    _set_env(monkeypatch, env)
+    (tmp_path / 'sub').mkdir()
+    included = write(tmp_path / 'sub' / 'b.conf', '[s]\no = from b\n')
+    main = write(tmp_path / 'a.conf', '[brim]\nadditional_confs = %s\n[s]\no = from a\n' % spelling)
+    conf = read_conf([main])
+    assert conf.files == [main, included]
+    assert conf.get('s', 'o') == 'from b'
+    assert conf.get('brim', 'additional_confs') == expand_env(spelling)
+
+
+def test_additional_confs_variable_with_spaces_needs_quotes(tmp_path, monkeypatch):
+    spaced = tmp_path / 'a dir'
+    spaced.mkdir()
+    included = write(spaced / 'b.conf', '[s]\no = from b\n')
+    monkeypatch.setenv('BRIM_T_DIR', str(spaced))
+    main = write(tmp_path / 'a.conf', '[brim]\nadditional_confs = "${BRIM_T_DIR}/b.conf"\n')
+    assert read_conf([main]).files == [main, included]
+
+
+def test_additional_confs_unset_variable_is_conf_error(tmp_path, monkeypatch):
+    monkeypatch.delenv('BRIM_T_DIR', raising=False)
+    main = write(tmp_path / 'a.conf', '[brim]\nadditional_confs = ${BRIM_T_DIR}/b.conf\n')
+    with pytest.raises(ConfError) as caught:
+        read_conf([main], exit_on_read_exception=False)
+    assert str(caught.value) == ("[brim] additional_confs = '${BRIM_T_DIR}/b.conf': environment variable "
+                                 'BRIM_T_DIR is not set (give a default: ${BRIM_T_DIR:-value})')
+    with pytest.raises(SystemExit) as exited:
+        read_conf([main])
+    assert exited.value.code == 'Could not read conf: %s' % caught.value
+
+
+def test_included_conf_values_are_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv('BRIM_T_A', 'included')
+    write(tmp_path / 'b.conf', '[s]\no = ${BRIM_T_A}\n')
+    main = write(tmp_path / 'a.conf', '[brim]\nadditional_confs = b.conf\n')
+    assert read_conf([main]).get('s', 'o') == 'included'
