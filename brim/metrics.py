@@ -18,14 +18,24 @@ The roll-ups are separate families, so neither ``sum(brim_x_total)`` nor
 ``sum by (subserver) (brim_x_total)`` gives the roll-up too).
 ``brim_server_start_time`` (no labels) is the server's own ``start_time``.
 
+The request-duration histogram of each WSGI worker (the stats
+``request_duration_bucket_<le>``, non-cumulative counts, and
+``request_duration_sum_us``, see :data:`brim.stats.DURATION_BUCKETS`) is
+one family of type ``histogram``, ``brim_request_duration_seconds``: per
+worker, ``_bucket`` series with an ``le`` label (made cumulative here, up to
+``+Inf``), ``_sum`` in seconds and ``_count`` (the ``+Inf`` bucket), and
+the roll-up ``brim_subserver_request_duration_seconds`` summing each
+subserver's workers. Those stats have no family of their own.
+
 Counters end in ``_total``, as Prometheus's conventions (and ``promtool
 check metrics``) ask: ``request_count`` is ``brim_request_count_total``;
 gauges do not. Counters: ``request_count``, ``status_*_count``,
 ``connection_count``, ``datagram_count``, ``restart_count`` and
-``recycle_count``, and every app stat of type ``sum``. Gauges:
-``start_time`` (Unix seconds), ``pid``, ``last_exit``, ``backoff``
-(seconds), ``open_connections``, and app stats of type ``worker``,
-``daemon``, ``min`` and ``max``.
+``recycle_count``, ``bytes_in`` and ``bytes_out``, and every app stat of
+type ``sum``. Gauges: ``start_time`` (Unix seconds), ``pid``,
+``last_exit``, ``backoff`` (seconds), ``open_connections``,
+``free_slots``, ``in_flight``, ``accept_backlog``, and app stats of type
+``worker``, ``daemon``, ``min`` and ``max``.
 
 Sanitizing: a stat name becomes snake case (``_`` between a lower-case
 letter or digit and an upper-case letter), lower case, and every character
@@ -54,7 +64,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+from brim.stats import DURATION_BOUNDS, DURATION_BUCKETS, DURATION_SUM
 
 if TYPE_CHECKING:
     from brim.stats import StatsLayout
@@ -82,7 +94,19 @@ BUILTIN: dict[str, tuple[str, str]] = {
     'request_count': ('counter', 'HTTP requests answered.'),
     'connection_count': ('counter', 'TCP connections handled.'),
     'datagram_count': ('counter', 'UDP datagrams handled.'),
+    'in_flight': ('gauge', 'HTTP requests being handled now: the green threads busy with a request.'),
+    'free_slots': ('gauge', 'Connections the worker can still take: concurrent_per_worker minus open connections.'),
+    'bytes_in': ('counter', 'Bytes received from clients.'),
+    'bytes_out': ('counter', 'Bytes sent to clients.'),
+    'accept_backlog': ('gauge', 'Connections waiting in the listening socket\'s accept queue, sampled about '
+                                'every second (Linux only; 0 elsewhere).'),
 }
+#: The histogram family's name (after the prefix), made of the stats
+#: :data:`brim.stats.DURATION_BUCKETS` and :data:`brim.stats.DURATION_SUM`.
+HISTOGRAM = 'request_duration_seconds'
+_HISTOGRAM_HELP = ('Seconds from the start of an HTTP request in the pipeline to its response closed. '
+                   'Stats "request_duration_bucket_<le>" (non-cumulative counts) and "request_duration_sum_us" '
+                   '(microseconds), %s.')
 _STATUS_CLASS = re.compile(r'status_([1-5])xx_count')
 _STATUS_CODE = re.compile(r'status_([0-9]{3})_count')
 _CAMEL = re.compile(r'(?<=[a-z0-9])(?=[A-Z])')
@@ -137,12 +161,14 @@ class Family:
 
     Attributes:
         name: The metric name (counters end in ``_total``).
-        type: ``'counter'`` or ``'gauge'``.
+        type: ``'counter'``, ``'gauge'`` or ``'histogram'``.
         stat: The stat's name in ``/stats`` (``''`` for the server's start time).
         rollup: True for a ``brim_subserver_`` family.
         help: The ``# HELP`` text (unescaped).
         samples: ``[(labels, cells, how)]``: label pairs, cell indexes, and
-            ``'value'`` (one cell) or ``'sum'``/``'min'``/``'max'`` over the cells.
+            ``'value'`` (one cell) or ``'sum'``/``'min'``/``'max'`` over the
+            cells; for a histogram, ``cells`` holds one ``(bucket cells...,
+            sum cell)`` tuple per worker summed, and ``how`` is ``'histogram'``.
     """
 
     def __init__(self, stat: str, prom_type: str, rollup: bool) -> None:
@@ -152,7 +178,7 @@ class Family:
         self.name = ''
         self.help = ''
         self.stat_types: list[str] = []
-        self.samples: list[tuple[tuple[tuple[str, str], ...], tuple[int, ...], str]] = []
+        self.samples: list[tuple[tuple[tuple[str, str], ...], tuple[Any, ...], str]] = []
 
     def wanted_name(self, suffix: str = '') -> str:
         """The name this family asks for, with ``suffix`` (for collisions) before ``_total``."""
@@ -186,15 +212,28 @@ class Exposition:
         server.samples.append(((), (0,), 'value'))
         buckets: dict[tuple[str, str], Family] = {}
         rollups: dict[tuple[str, str], Family] = {}
+        histogram = Family(HISTOGRAM, 'histogram', False)
+        histogram_rollup = Family(HISTOGRAM, 'histogram', True)
         for subserver, names in layout.buckets.items():
             types = layout.types[subserver]
             label = 'daemon' if subserver == DAEMONS or types.get('start_time') == 'daemon' else 'worker'
+            groups = []
             for bucket in names:
-                for stat, cell in layout.index[(subserver, bucket)].items():
+                index = layout.index[(subserver, bucket)]
+                hist = _HISTOGRAM_STATS.issubset(index)
+                if hist:
+                    group = tuple(index[stat] for stat in DURATION_BUCKETS) + (index[DURATION_SUM],)
+                    groups.append(group)
+                    histogram.samples.append(((('subserver', subserver), (label, bucket)), (group,), 'histogram'))
+                for stat, cell in index.items():
+                    if hist and stat in _HISTOGRAM_STATS:
+                        continue
                     family = self._family(buckets, stat, types[stat], False)
                     family.samples.append(((('subserver', subserver), (label, bucket)), (cell,), 'value'))
+            if groups:
+                histogram_rollup.samples.append(((('subserver', subserver),), tuple(groups), 'histogram'))
             for stat, stat_type in types.items():
-                if stat_type not in _ROLLUP_HELP:
+                if stat_type not in _ROLLUP_HELP or (groups and stat in _HISTOGRAM_STATS):
                     continue
                 cells = tuple(layout.index[(subserver, b)][stat] for b in names
                               if stat in layout.index[(subserver, b)])
@@ -202,21 +241,27 @@ class Exposition:
                     family = self._family(rollups, stat, stat_type, True)
                     family.samples.append(((('subserver', subserver),), cells, stat_type))
         #: Every family, in the order rendered.
-        self.families: list[Family] = [server] + list(buckets.values()) + list(rollups.values())
+        self.families: list[Family] = [server] + ([histogram] if histogram.samples else []) + list(
+            buckets.values()) + ([histogram_rollup] if histogram_rollup.samples else []) + list(rollups.values())
         taken = {SERVER_START_TIME}
         for family in sorted(self.families[1:], key=lambda f: (
-                f.rollup, sanitize(f.stat) != f.stat, f.stat, f.type)):
+                f.rollup, f.type != 'histogram', sanitize(f.stat) != f.stat, f.stat, f.type)):
             name = family.wanted_name()
             digest = hashlib.sha1(('%s\0%s\0%s' % (family.rollup, family.stat, family.type)).encode()).hexdigest()
             length = 8
-            while _base(name) in taken:
+            while not taken.isdisjoint(_sample_names(name, family.type)):
                 name = family.wanted_name('_' + digest[:length])
                 length += 1
-            taken.add(_base(name))
+            taken.update(_sample_names(name, family.type))
             family.name = name
-            family.help = family.describe()
+            if family.type == 'histogram':
+                family.help = _HISTOGRAM_HELP % (
+                    'summed over each subserver\'s workers' if family.rollup else 'per worker')
+            else:
+                family.help = family.describe()
         self._lines = [(('# HELP %s %s\n# TYPE %s %s' % (f.name, escape_help(f.help), f.name, f.type)),
-                        [(f.name + _labels(labels), cells, how) for labels, cells, how in f.samples])
+                        [(_histogram_series(f.name, labels) if how == 'histogram' else f.name + _labels(labels),
+                          cells, how) for labels, cells, how in f.samples])
                        for f in self.families]
 
     @staticmethod
@@ -238,6 +283,9 @@ class Exposition:
         for head, samples in self._lines:
             out.append(head)
             for series, indexes, how in samples:
+                if how == 'histogram':
+                    _render_histogram(out, series, indexes, values)
+                    continue
                 if how == 'value':
                     value = values[indexes[0]]
                 else:
@@ -249,6 +297,43 @@ class Exposition:
 
 def _base(name: str) -> str:
     return name[:-6] if name.endswith('_total') else name
+
+
+_HISTOGRAM_STATS = frozenset(DURATION_BUCKETS + (DURATION_SUM,))
+#: The ``le`` label of each histogram bucket, as Prometheus's clients write them.
+LE = tuple(repr(float(bound)) for bound in DURATION_BOUNDS) + ('+Inf',)
+
+
+def _sample_names(name: str, prom_type: str) -> set[str]:
+    """The sample names a family of ``name`` uses (without ``_total``)."""
+    if prom_type == 'histogram':
+        return {name, name + '_bucket', name + '_sum', name + '_count'}
+    return {_base(name)}
+
+
+def _histogram_series(name: str, labels: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The series of one histogram sample: one ``_bucket`` per ``le``, then ``_sum`` and ``_count``."""
+    out = tuple(name + '_bucket' + _labels(tuple(labels) + (('le', le),)) for le in LE)
+    return out + (name + '_sum' + _labels(labels), name + '_count' + _labels(labels))
+
+
+def _render_histogram(out: list[str], series: Sequence[str], groups: Sequence, values: Sequence[int]) -> None:
+    """Append one histogram sample: the non-cumulative bucket cells of each
+    group (worker) summed and made cumulative; the sum in seconds."""
+    buckets = len(LE)
+    total = 0
+    for i in range(buckets):
+        total += sum(values[group[i]] for group in groups)
+        out.append('%s %d' % (series[i], total))
+    micros = sum(values[group[buckets]] for group in groups)
+    out.append('%s %s' % (series[buckets], _seconds(micros)))
+    out.append('%s %d' % (series[buckets + 1], total))
+
+
+def _seconds(micros: int) -> str:
+    """``micros`` microseconds as exact decimal seconds (``'1.5'``, ``'0.000001'``)."""
+    whole, frac = divmod(micros, 1000000)
+    return '%d.%06d' % (whole, frac) if frac else '%d' % whole
 
 
 def render(layout: 'StatsLayout', cells: Sequence[int]) -> str:

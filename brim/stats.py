@@ -18,14 +18,67 @@ lock and never block writers. Values wrap modulo 2**64.
 from __future__ import annotations
 
 import mmap
-from typing import Iterable, Sequence
+import socket
+import struct
+import sys
+from bisect import bisect_left
+from typing import Any, Iterable, Sequence
 
 #: Stat types, per-bucket only or rolled up over a subserver's buckets.
 STAT_TYPES = ('worker', 'daemon', 'sum', 'min', 'max')
 _MASK = (1 << 64) - 1
+#: Cell values are taken modulo 2**64: ``value & MASK``.
+MASK = _MASK
 
 #: ``[(stat_name, stat_type)]`` as returned by an app's ``stats_conf``.
 StatsConf = Sequence[tuple[str, str]]
+
+
+#: Upper bounds, in seconds, of the request-duration histogram of every WSGI
+#: worker; one more bucket, ``inf``, takes what is slower than the last.
+DURATION_BOUNDS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: The stat of each histogram bucket, in bound order, ``inf`` last:
+#: ``request_duration_bucket_0.001`` ... ``request_duration_bucket_10``,
+#: ``request_duration_bucket_inf``. Each counts the requests whose duration
+#: ``d`` was more than the previous bound and at most its own (non-cumulative,
+#: so one request writes one cell; :mod:`brim.metrics` makes them cumulative).
+DURATION_BUCKETS: tuple[str, ...] = tuple('request_duration_bucket_%g' % bound for bound in DURATION_BOUNDS) + (
+    'request_duration_bucket_inf',)
+#: The sum of the durations counted in the histogram, in microseconds.
+DURATION_SUM = 'request_duration_sum_us'
+
+
+def duration_bucket(seconds: float) -> int:
+    """Index in :data:`DURATION_BUCKETS` of a request that took ``seconds``
+    (a duration equal to a bound goes to that bound's bucket, as Prometheus's
+    ``le`` says)."""
+    return bisect_left(DURATION_BOUNDS, seconds)
+
+
+#: ``getsockopt(IPPROTO_TCP, TCP_INFO)`` where the kernel has it (Linux).
+TCP_INFO = getattr(socket, 'TCP_INFO', None) if sys.platform.startswith('linux') else None
+_TCP_LISTEN = 10  # tcpi_state of a listening socket (include/net/tcp_states.h)
+_TCP_INFO_HEAD = struct.Struct('=B7x6I')  # 8 u8 fields; rto ato snd_mss rcv_mss unacked sacked
+
+
+def accept_backlog(sock: Any) -> int:
+    """Connections waiting in the accept queue of listening TCP socket ``sock``.
+
+    Linux reports it in ``struct tcp_info`` of a listening socket:
+    ``tcpi_unacked`` is the queue's length now (``tcpi_sacked`` its limit,
+    the ``backlog`` option capped by ``net.core.somaxconn``). Elsewhere,
+    or when the socket is closed or not listening, 0.
+    """
+    if TCP_INFO is None:
+        return 0
+    try:
+        data = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, _TCP_INFO_HEAD.size)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    if len(data) < _TCP_INFO_HEAD.size:
+        return 0
+    state, _, _, _, _, unacked, _ = _TCP_INFO_HEAD.unpack_from(data)
+    return unacked if state == _TCP_LISTEN else 0
 
 
 class StatsLayout:
@@ -99,6 +152,25 @@ class BucketStats:
             return self._index[name]
         except KeyError:
             raise KeyError('stat %r is not declared (add it to stats_conf)' % name) from None
+
+    @property
+    def cells(self) -> memoryview:
+        """The shared cells (unsigned 64-bit) that :meth:`cell` indexes: for
+        code on the request path that writes a cell without a dict lookup
+        (``cells[i] = (cells[i] + n) & 0xffffffffffffffff``)."""
+        return self._cells
+
+    def cell(self, name: str) -> int:
+        """The index in :attr:`cells` of stat ``name``.
+
+        Raises:
+            KeyError: if ``name`` was not declared.
+        """
+        return self._cell(name)
+
+    def has(self, name: str) -> bool:
+        """True if stat ``name`` was declared in this bucket."""
+        return name in self._index
 
     def get(self, name: str) -> int:
         """Return the value of stat ``name``.

@@ -35,6 +35,7 @@ from urllib.parse import unquote_to_bytes
 
 from brim.http import HTTPBadRequest, HTTPContentTooLarge, HTTPException, HTTPRequestTimeout, reason_phrase
 from brim.log import sysloggable_excinfo
+from brim.stats import MASK
 from brim.server.subserver import tls_handshake
 from brim.server.http1 import (Head, HeadError, Limits, chunk_size, head_size_error, is_token, parse_field,
                                parse_head, skip_empty_lines)
@@ -275,7 +276,8 @@ class Connection:
 
     __slots__ = ('runner', 'sub', 'sock', 'address', 'buf', 'timeout', 'limits', 'state', 'idle_since',
                  'must_close', 'head', 'status', 'out_headers', 'headers_sent', 'out_chunked',
-                 'out_length', 'out_discard', 'written', 'base_env', 'keep_alive', 'body', 'out_buf', 'out_min')
+                 'out_length', 'out_discard', 'written', 'base_env', 'keep_alive', 'body', 'out_buf', 'out_min',
+                 'cells', 'in_cell', 'out_cell')
 
     def __init__(self, runner: 'WSGIRunner', sock: Any, address: Any) -> None:
         self.runner = runner
@@ -302,6 +304,10 @@ class Connection:
         self.written = 0
         self.out_buf: list[bytes] = []
         self.keep_alive = True
+        # The worker's bytes_in and bytes_out cells (WSGIRunner.byte_cells),
+        # added to per receive and send: exact, and one add each.
+        counts: tuple[Any, int, int] = getattr(runner, 'byte_cells', None) or (None, 0, 0)
+        self.cells, self.in_cell, self.out_cell = counts
 
     # -- reading ---------------------------------------------------------------
 
@@ -310,7 +316,8 @@ class Connection:
         return None if self.timeout is None else time.monotonic() + self.timeout
 
     def recv(self, deadline: Optional[float]) -> bytes:
-        """Receive what has come (b'' at the end), waiting until ``deadline``.
+        """Receive what has come (b'' at the end), waiting until ``deadline``;
+        counted in the worker's ``bytes_in``.
 
         Raises:
             socket.timeout: the deadline passed.
@@ -321,7 +328,11 @@ class Connection:
             if left <= 0:
                 raise socket.timeout('timed out')
             self.sock.settimeout(left)
-        return self.sock.recv(RECV_SIZE)
+        data = self.sock.recv(RECV_SIZE)
+        cells = self.cells
+        if cells is not None:
+            cells[self.in_cell] = (cells[self.in_cell] + len(data)) & MASK
+        return data
 
     def take(self, size: int, deadline: Optional[float]) -> bytes:
         """Take up to ``size`` (> 0) bytes, receiving if none are buffered.
@@ -425,7 +436,8 @@ class Connection:
     # -- writing ---------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Send all of ``data`` within ``client_timeout`` seconds.
+        """Send all of ``data`` within ``client_timeout`` seconds; what is
+        sent is counted in the worker's ``bytes_out``.
 
         Raises:
             socket.timeout: the client did not accept it in time.
@@ -441,6 +453,9 @@ class Connection:
                 self.sock.settimeout(left)
             sent = self.sock.send(view)
             view = view[sent:]
+            cells = self.cells
+            if cells is not None:
+                cells[self.out_cell] = (cells[self.out_cell] + sent) & MASK
 
     def send_continue(self) -> None:
         """Send ``100 Continue`` (RFC 9110 §15.2.1) unless the response has begun."""

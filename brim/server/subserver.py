@@ -28,7 +28,7 @@ from brim.loader import LoadedApp, load_app
 from brim.log import flush_access_logs, get_logger, reopen_log_files, sysloggable_excinfo
 from brim.options import SubserverConf
 from brim.service import get_listening_tcp_socket, get_listening_udp_socket, heartbeat, take_listening_socket
-from brim.stats import BucketStats
+from brim.stats import MASK, BucketStats, accept_backlog
 
 if TYPE_CHECKING:
     from brim.server.master import Server
@@ -339,12 +339,20 @@ class StreamSubserver(IPSubserver):
     """IP subserver over TCP (WSGI and raw TCP)."""
 
     def builtin_stats(self) -> list[tuple[str, str]]:
-        """Adds ``open_connections``: the connections a worker has open now
-        (see :class:`AcceptBalancer`)."""
-        return super().builtin_stats() + [('open_connections', 'sum')]
+        """Adds, per worker: ``open_connections``, the connections a worker
+        has open now (see :class:`AcceptBalancer`); ``free_slots``,
+        ``concurrent_per_worker`` minus those (connections it can still
+        take); ``bytes_in`` and ``bytes_out``, bytes received from and sent
+        to clients (see the runners); all rolled up by sum. And
+        ``accept_backlog``: connections waiting in the listening socket's
+        accept queue, which every worker samples about once a second
+        (:func:`brim.stats.accept_backlog`; 0 where the kernel does not
+        report it, that is outside Linux), rolled up by max."""
+        return super().builtin_stats() + [('open_connections', 'sum'), ('free_slots', 'sum'), ('bytes_in', 'sum'),
+                                          ('bytes_out', 'sum'), ('accept_backlog', 'max')]
 
-    def balancer(self, eventlet: Any, listener: Any, stats: BucketStats, count: Callable[[], int]
-                 ) -> 'AcceptBalancer':
+    def balancer(self, eventlet: Any, listener: Any, stats: BucketStats, count: Callable[[], int],
+                 socket_class: Optional[type] = None) -> 'AcceptBalancer':
         """The :class:`AcceptBalancer` of a worker of this subserver."""
         shared = getattr(self.server, 'stats', None)
         siblings = []
@@ -353,7 +361,8 @@ class StreamSubserver(IPSubserver):
                 bucket = shared.bucket(self.name, name)
                 if not bucket.same_cells(stats):
                     siblings.append(bucket)
-        return AcceptBalancer(eventlet, listener, stats, siblings, count)
+        return AcceptBalancer(eventlet, listener, stats, siblings, count, self.values['concurrent_per_worker'],
+                              socket_class)
 
     def bind(self, inherited: Optional[list] = None) -> None:
         self.load_tls()
@@ -388,25 +397,38 @@ class AcceptBalancer:
         stats: The worker's own stats bucket.
         siblings: The other workers' buckets of the same subserver.
         count: Returns this worker's open connections.
+        limit: ``concurrent_per_worker`` (for ``free_slots``).
+        socket_class: The green socket class of accepted connections
+            (default :func:`connection_socket_class`).
     """
 
     def __init__(self, eventlet: Any, listener: Any, stats: BucketStats, siblings: list[BucketStats],
-                 count: Callable[[], int]) -> None:
+                 count: Callable[[], int], limit: int = 0, socket_class: Optional[type] = None) -> None:
         self.eventlet = eventlet
         self.listener = listener
         self.stats = stats
         self.siblings = siblings
         self.count = count
+        self.limit = limit
         self.publishing = True
         self.trampoline = eventlet.hubs.trampoline
         self.notify_opened = eventlet.hubs.notify_opened
-        self.green = connection_socket_class(eventlet)
+        self.green = socket_class or connection_socket_class(eventlet)
         self.publish()
 
     def publish(self) -> None:
-        """Store this worker's open connections where siblings see them."""
+        """Store this worker's open connections where siblings see them,
+        and its ``free_slots`` (``concurrent_per_worker`` minus those)."""
         if self.publishing:
-            self.stats.set('open_connections', self.count())
+            count = self.count()
+            self.stats.set('open_connections', count)
+            self.stats.set('free_slots', max(self.limit - count, 0))
+
+    def sample(self) -> None:
+        """Store the listening socket's accept-queue length in ``accept_backlog``
+        (each worker its own copy; the roll-up is their max)."""
+        if self.publishing:
+            self.stats.set('accept_backlog', accept_backlog(self.listener.fd))
 
     def stop(self) -> None:
         """Stop publishing (the worker no longer accepts; after a recycle, a
@@ -529,6 +551,54 @@ def connection_socket_class(eventlet: Any) -> type:
     return ConnectionSocket
 
 
+_counting_class: list = []
+
+
+def counting_socket_class(eventlet: Any) -> type:
+    """A :func:`connection_socket_class` that also counts the bytes its
+    ``recv``, ``recv_into``, ``send`` and ``sendall`` move into the cells
+    named by its ``byte_cells`` attribute, ``(cells, bytes_in index,
+    bytes_out index)`` (None: not counted), which the TCP runner sets per
+    connection. One add per call; ``makefile`` and the ``recvfrom``/``sendto``
+    family are not counted. Made once per process."""
+    if _counting_class:
+        return _counting_class[0]
+    base: Any = connection_socket_class(eventlet)
+
+    class CountingSocket(base):
+        """A connection socket that counts bytes in and out (calling
+        GreenSocket's loops itself: no extra call level per recv or send)."""
+
+        byte_cells: Optional[tuple] = None
+
+        def recv(self, bufsize: int, flags: int = 0) -> bytes:
+            data = self._recv_loop(self.fd.recv, b'', bufsize, flags)
+            counts = self.byte_cells
+            if counts is not None:
+                cells, index = counts[0], counts[1]
+                cells[index] = (cells[index] + len(data)) & MASK
+            return data
+
+        def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+            got = self._recv_loop(self.fd.recv_into, 0, buffer, nbytes, flags)
+            counts = self.byte_cells
+            if counts is not None:
+                cells, index = counts[0], counts[1]
+                cells[index] = (cells[index] + got) & MASK
+            return got
+
+        def send(self, data: Any, flags: int = 0) -> int:
+            sent = self._send_loop(self.fd.send, data, flags)  # GreenSocket.sendall calls this
+            counts = self.byte_cells
+            if counts is not None:
+                cells, index = counts[0], counts[2]
+                cells[index] = (cells[index] + sent) & MASK
+            return sent
+
+    _counting_class.append(CountingSocket)
+    return CountingSocket
+
+
 #: Seconds a worker waits before taking a pending connection, per
 #: connection it has open beyond its least loaded sibling.
 BALANCE_STEP = 0.001
@@ -579,6 +649,10 @@ class Runner:
     def open_count(self) -> int:
         """Connections (or datagrams) being handled now."""
         return 0
+
+    def sample(self) -> None:
+        """Store the stats sampled rather than counted (``accept_backlog``);
+        called about once a second by :func:`run_green`."""
 
 
 class StopServing(Exception):
@@ -780,6 +854,8 @@ def run_green(runners: list[Runner], logger: logging.Logger, parent_pid: Optiona
     def watch() -> None:
         while True:
             heartbeat()
+            for runner in runners:
+                runner.sample()
             green_select.select([wake_r], [], [], tick)
             try:
                 while os.read(wake_r, 512):

@@ -5,7 +5,11 @@ in its own green thread, at most ``concurrent_per_worker`` at once (past that
 the accept loop waits, and new connections wait in the kernel's backlog).
 Connections are spread evenly over the workers
 (:class:`~brim.server.subserver.AcceptBalancer`).
-The socket has ``client_timeout`` as its timeout. A handler that raises is
+The socket has ``client_timeout`` as its timeout, and counts the bytes
+its ``recv``, ``recv_into``, ``send`` and ``sendall`` move into the
+worker's ``bytes_in`` and ``bytes_out`` stats
+(:func:`~brim.server.subserver.counting_socket_class`; not under TLS,
+whose socket reads and writes the connection itself). A handler that raises is
 logged and replaced by a new instance for later connections (the original
 brim's contract).
 
@@ -24,7 +28,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from brim.server.subserver import HandlerRunner, HandlerSubserver, StreamSubserver, tls_handshake
+from brim.server.subserver import (HandlerRunner, HandlerSubserver, StreamSubserver, counting_socket_class,
+                                   tls_handshake)
 from brim.stats import BucketStats
 
 
@@ -39,7 +44,10 @@ class TCPRunner(HandlerRunner):
         super().__init__(sub, stats)
         self.timeout: Optional[float] = sub.values['client_timeout'] or None
         self.open = 0
-        self.balancer = sub.balancer(self.eventlet, self.sock, stats, lambda: self.open)
+        self.balancer = sub.balancer(self.eventlet, self.sock, stats, lambda: self.open,
+                                     counting_socket_class(self.eventlet))
+        #: Where each connection's socket counts ``bytes_in`` and ``bytes_out``.
+        self.byte_cells = (stats.cells, stats.cell('bytes_in'), stats.cell('bytes_out'))
 
     def receive(self) -> tuple:
         """Accept the next connection.
@@ -48,6 +56,7 @@ class TCPRunner(HandlerRunner):
             ``(conn, (ip, port))``: the green socket and the client's address.
         """
         conn, address = self.balancer.accept()
+        conn.byte_cells = self.byte_cells
         self.open += 1
         self.balancer.publish()
         return conn, address
@@ -55,6 +64,9 @@ class TCPRunner(HandlerRunner):
     def stop_accepting(self) -> None:
         if self.end_accept_loop():
             self.balancer.stop()
+
+    def sample(self) -> None:
+        self.balancer.sample()
 
     def handle_unit(self, handler: Any, conn: Any, address: tuple) -> None:
         """Set ``client_timeout`` on ``conn``, do the TLS handshake if any, run

@@ -22,6 +22,7 @@ import os
 import select
 import sys
 import time
+from bisect import bisect_left
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from brim.http import HTTPException
@@ -29,7 +30,7 @@ from brim.log import NOTICE, AccessLog, access_line, sysloggable_excinfo, utc_st
 from brim.server.http1 import Limits
 from brim.server.httpconn import BUSY, IDLE, Connection
 from brim.server.subserver import Runner, StopServing, StreamSubserver, import_eventlet, wait_for_pool
-from brim.stats import BucketStats
+from brim.stats import DURATION_BOUNDS, DURATION_BUCKETS, DURATION_SUM, MASK, BucketStats
 
 #: The status brimd logs and counts for a request whose client went away
 #: before the response started (nginx's convention; not an RFC 9110 code).
@@ -133,6 +134,8 @@ class WSGIRunner(Runner):
         self.slots = eventlet.semaphore.Semaphore(values['concurrent_per_worker'])
         self.connections: dict[int, Connection] = {}
         self.balancer = sub.balancer(eventlet, self.sock, stats, self.open_count)
+        #: ``(cells, bytes_in index, bytes_out index)`` for each Connection's counting.
+        self.byte_cells = (stats.cells, stats.cell('bytes_in'), stats.cell('bytes_out'))
         self.draining = False
         self.thread: Any = None
         self.serving = True
@@ -159,6 +162,9 @@ class WSGIRunner(Runner):
 
     def open_count(self) -> int:
         return len(self.connections)
+
+    def sample(self) -> None:
+        self.balancer.sample()
 
     def serve(self) -> None:
         self.thread = self.eventlet.getcurrent()
@@ -205,6 +211,7 @@ class WSGIRunner(Runner):
         if not self.end_accept_loop():
             return
         self.balancer.stop()
+        self.sub.stop_publishing()
         self.draining = True
         self.eventlet.spawn_n(self.close_idle, time.monotonic())
 
@@ -271,15 +278,38 @@ class WSGISubserver(StreamSubserver):
         self.access_log: Optional[AccessLog] = None
         self.txn_prefix = ''
         self.txn_serial = itertools.count()
+        # Cell indexes of the per-request stats, set by make_runner (see finish_request).
+        self._cells: Any = None
+        self._in_flight = 0
+        # Requests in flight in this process: stored whole (not added to), so
+        # a recycled bucket's next writer overwrites what a dead worker left.
+        self.in_flight = 0
+        self._publish_in_flight = True
+        self._duration_cells: tuple[int, ...] = ()
+        self._duration_sum = 0
+        self.runner: Optional[WSGIRunner] = None
 
     def app_specs(self) -> list[tuple[str, str]]:
         conf = self.server.conf
         return [(name, conf.get(name, 'call')) for name in self.values['apps']]
 
     def builtin_stats(self) -> list[tuple[str, str]]:
+        """Adds, per worker (all rolled up by sum): ``request_count``, the
+        ``status_<n>xx_count`` classes and ``status_<code>_count`` of
+        ``count_status_codes``; ``in_flight``, the requests in the pipeline
+        now (from the head read until the response is sent and closed: the
+        green threads busy with a request; a ``/stats`` request counts
+        itself); and the request-duration histogram: one stat per bucket of
+        :data:`brim.stats.DURATION_BUCKETS` (non-cumulative counts) and
+        ``request_duration_sum_us`` (microseconds). A request refused
+        before the pipeline (400, 408, 413, 414, 431 of a bad head) is in
+        ``request_count`` and its status, not in the histogram."""
         stats = super().builtin_stats() + [('request_count', 'sum')]
         stats.extend(('status_%dxx_count' % n, 'sum') for n in range(2, 6))
         stats.extend(('status_%d_count' % code, 'sum') for code in self.values['count_status_codes'])
+        stats.append(('in_flight', 'sum'))
+        stats.extend((name, 'sum') for name in DURATION_BUCKETS)
+        stats.append((DURATION_SUM, 'sum'))
         return stats
 
     def unit_stat(self) -> str:
@@ -299,12 +329,32 @@ class WSGISubserver(StreamSubserver):
 
     def make_runner(self, index: int, stats: BucketStats) -> Runner:
         self.stats = stats
+        self._cells = stats.cells
+        self._in_flight = stats.cell('in_flight')
+        self.in_flight = 0
+        self._publish_in_flight = True
+        stats.set('in_flight', 0)  # whatever a worker before this one left
+        self._duration_cells = tuple(stats.cell(name) for name in DURATION_BUCKETS)
+        self._duration_sum = stats.cell(DURATION_SUM)
         self.build_pipeline()
-        runner = WSGIRunner(self, stats)
+        runner = self.runner = WSGIRunner(self, stats)
         hub = runner.eventlet.hubs.get_hub()
         self.access_log = AccessLog(self.logger, lambda flush: hub.schedule_call_global(0, flush))
         self.txn_prefix = txn_prefix()
         return runner
+
+    @property
+    def draining(self) -> bool:
+        """True once this worker has stopped accepting (a graceful stop: ``shutdown``,
+        SIGHUP, the old server of a restart, a recycled worker); requests still
+        arriving on its open connections are answered with ``Connection: close``."""
+        return self.runner is not None and self.runner.draining
+
+    def stop_publishing(self) -> None:
+        """Stop writing ``in_flight`` (the worker no longer accepts: after a
+        recycle, a new worker writes this bucket's gauges while this one
+        finishes; its counters, histogram and bytes still add up)."""
+        self._publish_in_flight = False
 
     def new_txn(self) -> str:
         """A new transaction id (``brim.txn``): a UUID as 32 hex digits,
@@ -332,6 +382,9 @@ class WSGISubserver(StreamSubserver):
         raised by ``wsgi.input`` (408, 400, 413, a client gone) that the
         app left uncaught is answered as itself."""
         start = time.time()
+        self.in_flight += 1
+        if self._publish_in_flight and self._cells is not None:
+            self._cells[self._in_flight] = self.in_flight
         state: list = []
         env['brim.start'] = start
         env['brim.txn'] = env.get('HTTP_X_TXN') or self.new_txn()
@@ -377,7 +430,10 @@ class WSGISubserver(StreamSubserver):
                 self.stats.incr('status_%d_count' % code)
 
     def finish_request(self, response: _Response) -> None:
-        """Count the status and log the access line of a closed response."""
+        """Count the status, the duration (from the start of :meth:`__call__`
+        to this close, wall clock) into the histogram and its sum, take the
+        request out of ``in_flight``, and log the access line of a closed
+        response."""
         env = response.env
         disconnected = not response.finished
         if response.state:
@@ -385,6 +441,17 @@ class WSGISubserver(StreamSubserver):
         else:
             code = HTTP_CLIENT_DISCONNECT
         stats = self.stats
+        cells = self._cells
+        self.in_flight -= 1
+        if cells is not None:
+            # Per-request stats by cell index: no dict lookups on this path.
+            seconds = time.time() - response.start
+            if self._publish_in_flight:
+                cells[self._in_flight] = self.in_flight
+            index = self._duration_cells[bisect_left(DURATION_BOUNDS, seconds)]
+            cells[index] = (cells[index] + 1) & MASK
+            index = self._duration_sum
+            cells[index] = (cells[index] + int(seconds * 1e6 if seconds > 0 else 0)) & MASK
         if stats is not None:
             stats.incr('request_count')
             if 200 <= code < 600:

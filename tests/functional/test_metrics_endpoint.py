@@ -18,6 +18,9 @@ import pytest
 
 from harness import free_port, http_request, port_accepts, tcp_exchange, udp_exchange, wait_until
 
+from brim.metrics import LE
+from brim.stats import DURATION_BUCKETS, DURATION_SUM
+
 parser = pytest.importorskip('prometheus_client.parser', reason='prometheus_client is not installed '
                              '(pip install -e .[test] installs it)')
 
@@ -51,13 +54,26 @@ interval = 3600
 
 COUNTERS = {'request_count', 'status_2xx_count', 'status_3xx_count', 'status_4xx_count', 'status_5xx_count',
             'status_404_count', 'status_408_count', 'status_499_count', 'status_501_count', 'restart_count',
-            'recycle_count', 'connection_count', 'datagram_count', 'echo.requests', 'byte_count'}
-GAUGES = {'start_time', 'pid', 'last_exit', 'backoff', 'open_connections', 'iterations', 'last_run'}
+            'recycle_count', 'connection_count', 'datagram_count', 'echo.requests', 'byte_count', 'bytes_in',
+            'bytes_out'}
+GAUGES = {'start_time', 'pid', 'last_exit', 'backoff', 'open_connections', 'iterations', 'last_run', 'free_slots',
+          'in_flight', 'accept_backlog'}
+HISTOGRAM = set(DURATION_BUCKETS) | {DURATION_SUM}
 
 
 def metric_name(stat: str, rollup: bool) -> str:
     name = ('brim_subserver_' if rollup else 'brim_') + stat.replace('.', '_')
     return name + '_total' if stat in COUNTERS else name
+
+
+def histogram_series(name: str, labels: dict, values: dict, out: dict) -> None:
+    """The samples of the request-duration histogram made of one /stats entry's stats."""
+    total = 0
+    for le, stat in zip(LE, DURATION_BUCKETS, strict=True):
+        total += values[stat]
+        out[(name + '_bucket', tuple(sorted(dict(labels, le=le).items())))] = total
+    out[(name + '_count', tuple(sorted(labels.items())))] = total
+    out[(name + '_sum', tuple(sorted(labels.items())))] = values[DURATION_SUM] / 1e6
 
 
 def expected_series(snapshot: dict) -> dict:
@@ -66,13 +82,20 @@ def expected_series(snapshot: dict) -> dict:
     for subserver, entry in snapshot.items():
         if not isinstance(entry, dict):
             continue
+        if DURATION_SUM in entry:
+            histogram_series('brim_subserver_request_duration_seconds', {'subserver': subserver}, entry, out)
         for key, value in entry.items():
             if isinstance(value, dict):
                 label = 'daemon' if subserver == 'daemons' else 'worker'
+                if DURATION_SUM in value:
+                    histogram_series('brim_request_duration_seconds', {'subserver': subserver, label: key},
+                                     value, out)
                 for stat, number in value.items():
+                    if stat in HISTOGRAM:
+                        continue
                     labels = tuple(sorted({'subserver': subserver, label: key}.items()))
                     out[(metric_name(stat, False), labels)] = number
-            else:
+            elif key not in HISTOGRAM:
                 out[(metric_name(key, True), (('subserver', subserver),))] = value
     return out
 
@@ -120,6 +143,8 @@ def test_metrics_match_stats(served):
         stat = family.name.removeprefix('brim_subserver_').removeprefix('brim_')
         if family.type == 'counter':
             assert stat in {name.replace('.', '_') for name in COUNTERS}, family.name
+        elif family.type == 'histogram':
+            assert stat == 'request_duration_seconds', family.name
         else:
             assert family.type == 'gauge', family.name
             assert stat in GAUGES or family.name == 'brim_server_start_time', family.name
@@ -147,6 +172,12 @@ def test_metrics_match_stats(served):
     assert got[('brim_subserver_echo_requests_total', (('subserver', 'wsgi'),))] == 6
     assert got[('brim_subserver_status_404_count_total', (('subserver', 'wsgi'),))] == 1
     assert got[('brim_iterations', (('daemon', 'daemon_sample'), ('subserver', 'daemons')))] == 1
+    # The histogram: every answered request of the fixture, none of the
+    # in-flight /metrics request (nor the /stats after it).
+    assert got[('brim_subserver_request_duration_seconds_count', (('subserver', 'wsgi'),))] == \
+        low[('brim_subserver_request_duration_seconds_count', (('subserver', 'wsgi'),))] + 1  # + the first /stats
+    assert got[('brim_subserver_in_flight', (('subserver', 'wsgi'),))] == 1  # itself
+    assert got[('brim_subserver_bytes_in_total', (('subserver', 'tcp'),))] == 5  # b'hello'
     pids = {value for (name, _), value in got.items() if name == 'brim_pid'}
     assert len(pids) == 5 and 0 not in pids  # 2 WSGI workers, TCP, UDP, the daemon
 
