@@ -768,8 +768,17 @@ def status_table(snapshot: dict) -> list[str]:
             rows.append((name, bucket, str(stats['pid'] or '-'), str(stats.get('restart_count', 0)),
                          'signal %d' % (last - 128) if 128 < last < 128 + signal.NSIG else str(last),
                          '%ds' % stats['backoff'] if stats.get('backoff') else '-'))
+    return aligned(rows)
+
+
+def aligned(rows: list, left: Optional[int] = None) -> list[str]:
+    """Lines of a table: columns two spaces apart, each as wide as its widest
+    cell; the first ``left`` columns (all, if None) flush left, the others
+    flush right. Trailing spaces are stripped."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ['  '.join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    left = len(widths) if left is None else left
+    return ['  '.join(cell.ljust(width) if i < left else cell.rjust(width)
+                      for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
 
 
 #: ``brimd stats`` counter columns: (header, stat); shown when some bucket has the stat.
@@ -809,9 +818,7 @@ def stats_table(snapshot: dict, clock: float) -> list[str]:
             rows.append([name, '(total)', '', '', str(sum(stats.get('restart_count', 0) for stats in buckets))] +
                         [str(sum(stats.get(stat, 0) for stats in buckets)) if any(stat in stats for stats in buckets)
                          else '' for _, stat in columns])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ['  '.join(cell.ljust(width) if i < 2 else cell.rjust(width)
-                      for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip() for row in rows]
+    return aligned(rows, left=2)
 
 
 def _age(seconds: float) -> str:

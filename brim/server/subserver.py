@@ -757,14 +757,20 @@ class HandlerRunner(Runner):
         try:
             self.handle_unit(handler, *unit)
         except Exception:
-            self.sub.logger.error('%s raised: %s; using a new instance for what comes next',
-                                  self.loaded.section, sysloggable_excinfo(*sys.exc_info()))
-            if handler is self.handler:
-                try:
-                    self.handler = self.new_handler()
-                except Exception:
-                    self.sub.logger.error('cannot make a new %s: %s', self.loaded.section,
-                                          sysloggable_excinfo(*sys.exc_info()))
+            self.replace_handler(handler)
+
+    def replace_handler(self, handler: Any) -> None:
+        """Log the exception being handled (raised by ``handler``) and, unless
+        another unit has already done so, make a new handler instance for what
+        comes next (if that fails too, it is logged and the old one stays)."""
+        self.sub.logger.error('%s raised: %s; using a new instance for what comes next',
+                              self.loaded.section, sysloggable_excinfo(*sys.exc_info()))
+        if handler is self.handler:
+            try:
+                self.handler = self.new_handler()
+            except Exception:
+                self.sub.logger.error('cannot make a new %s: %s', self.loaded.section,
+                                      sysloggable_excinfo(*sys.exc_info()))
 
     def open_count(self) -> int:
         return self.pool.running()

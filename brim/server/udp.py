@@ -41,10 +41,8 @@ Invariant: Eventlet is imported only when a runner is made, in a worker.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from brim.log import sysloggable_excinfo
 from brim.server.subserver import (DatagramSubserver, HandlerRunner, HandlerSubserver, StopServing, close_listener,
                                    wait_for_pool)
 from brim.stats import BucketStats
@@ -176,7 +174,7 @@ class UDPRunner(HandlerRunner):
                 try:
                     handler(sub, stats, sock, datagram, address[0], address[1])
                 except Exception:
-                    self._replace(handler)
+                    self.replace_handler(handler)
                     handler = self.handler
             burst += 1
             if burst >= burst_max:
@@ -186,18 +184,6 @@ class UDPRunner(HandlerRunner):
                     sleep(0)
                 finally:
                     self.parked = False
-
-    def _replace(self, handler: Any) -> None:
-        """Log the exception being handled (raised by ``handler``) and make
-        a new handler instance for what comes next (if that fails too, it
-        is logged and ``handler`` stays)."""
-        self.sub.logger.error('%s raised: %s; using a new instance for what comes next',
-                              self.loaded.section, sysloggable_excinfo(*sys.exc_info()))
-        try:
-            self.handler = self.new_handler()
-        except Exception:
-            self.sub.logger.error('cannot make a new %s: %s', self.loaded.section,
-                                  sysloggable_excinfo(*sys.exc_info()))
 
     def end_accept_loop(self) -> bool:
         """End the receive loop: at once if it is parked, else once the
